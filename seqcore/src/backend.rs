@@ -1,0 +1,184 @@
+//! The [`Backend`] trait: memory that a backend owns, and the kernels that run on it.
+
+use crate::element::{Element, Scalar};
+use crate::error::Result;
+use crate::layout::Layout;
+use crate::op::{Binary, Reduce, SoftmaxKind, Unary};
+use crate::view::{View, ViewMut};
+
+/// A place where kernels run: its own memory type, transfers to and from the host, and the
+/// kernels of the family.
+///
+/// The memory type is the backend's: a host slice `[T]` on CPU backends (so the no-allocation path
+/// costs nothing), device memory on a GPU backend, which then keeps data on the device across every
+/// kernel of a mechanism. Uploads and downloads are the explicit [`Backend::write`] and
+/// [`Backend::read`].
+///
+/// Every kernel validates its arguments with [`crate::check`] and answers `Err` on bad input; it
+/// never panics. Every kernel is generic over the element type: f16 and bf16 are loaded, widened to
+/// f32, computed, and rounded once when stored.
+///
+/// # Adding a kernel
+///
+/// A later kernel (RoPE, fused attention, scans, FFT convolution) is added as a *provided* method
+/// whose default body composes the kernels above, so every existing backend keeps compiling and
+/// computing the same numbers; a backend overrides it with a fused version. A capability that has
+/// no portable composition answers [`crate::Error::Unsupported`], never a wrong result. A kernel that
+/// needs scratch memory comes with a `*_workspace_len` query and takes the scratch from the caller
+/// as backend memory of the accumulation type: nothing in a kernel allocates.
+pub trait Backend {
+    /// Memory holding elements of `T`: `[T]` for host backends.
+    type Mem<T: Scalar>: ?Sized;
+
+    /// The backend's name, as `seq-conformance --backend NAME` takes it.
+    fn name(&self) -> &'static str;
+
+    /// Elements in `mem`.
+    fn mem_len<T: Scalar>(mem: &Self::Mem<T>) -> usize;
+
+    /// Copies host data into backend memory of the same length.
+    ///
+    /// # Errors
+    /// [`crate::Error::Shape`] when the lengths differ; device errors.
+    fn write<T: Scalar>(&self, src: &[T], dst: &mut Self::Mem<T>) -> Result<()>;
+
+    /// Copies backend memory into a host slice of the same length.
+    ///
+    /// # Errors
+    /// [`crate::Error::Shape`] when the lengths differ; device errors.
+    fn read<T: Scalar>(&self, src: &Self::Mem<T>, dst: &mut [T]) -> Result<()>;
+
+    /// Batched, strided matrix product `c = alpha * a @ b + beta * c` (BLAS `gemm`).
+    ///
+    /// `a [.., m, k]`, `b [.., k, n]`, `c [.., m, n]`, all of rank 2 or all of rank 3 (a batch
+    /// axis first). Transposes are views with swapped strides; a zero batch stride shares an
+    /// operand across the batch. Products are summed in the accumulation type. When `beta` is 0,
+    /// `c` is not read (a NaN there does not propagate), as in BLAS.
+    ///
+    /// # Errors
+    /// Shape errors from [`crate::check::gemm`]; [`crate::Error::Param`] when `alpha` or `beta`
+    /// is not finite.
+    fn gemm<T: Element>(
+        &self,
+        alpha: f64,
+        a: View<'_, Self, T>,
+        b: View<'_, Self, T>,
+        beta: f64,
+        c: ViewMut<'_, Self, T>,
+    ) -> Result<()>;
+
+    /// Softmax or log-softmax over the last axis of `x + mask`, written to `y` (same shape).
+    ///
+    /// `mask` is additive (`-inf` hides an element) and has `x`'s shape; broadcast a smaller mask
+    /// with [`View::expand`]. A row whose every element is `-inf` (fully masked, or empty) gives
+    /// zeros for softmax and `-inf` for log-softmax, as PyTorch's scaled-dot-product attention
+    /// does for such rows. A row holding NaN, or `+inf`, gives NaN everywhere (as PyTorch).
+    ///
+    /// # Errors
+    /// Shape errors naming `mask` or `y`.
+    fn softmax<T: Element>(
+        &self,
+        kind: SoftmaxKind,
+        x: View<'_, Self, T>,
+        mask: Option<View<'_, Self, T>>,
+        y: ViewMut<'_, Self, T>,
+    ) -> Result<()>;
+
+    /// Elementwise map `y = op(x)` (same shape).
+    ///
+    /// # Errors
+    /// Shape errors naming `y`; [`crate::Error::Param`] for a non-finite constant.
+    fn unary<T: Element>(
+        &self,
+        op: Unary,
+        x: View<'_, Self, T>,
+        y: ViewMut<'_, Self, T>,
+    ) -> Result<()>;
+
+    /// Elementwise map `y = op(a, b)` (all three of one shape; broadcast with [`View::expand`]).
+    ///
+    /// # Errors
+    /// Shape errors naming `b` or `y`.
+    fn binary<T: Element>(
+        &self,
+        op: Binary,
+        a: View<'_, Self, T>,
+        b: View<'_, Self, T>,
+        y: ViewMut<'_, Self, T>,
+    ) -> Result<()>;
+
+    /// Reduction over the last axis: `x [.., n]` into `y [..]`.
+    ///
+    /// # Errors
+    /// Shape errors naming `y`.
+    fn reduce<T: Element>(
+        &self,
+        op: Reduce,
+        x: View<'_, Self, T>,
+        y: ViewMut<'_, Self, T>,
+    ) -> Result<()>;
+
+    /// Converts element types, rounding once to nearest, ties to even (overflow gives ±inf, NaN
+    /// stays NaN).
+    ///
+    /// # Errors
+    /// Shape errors naming `y`.
+    fn cast<S: Element, D: Element>(
+        &self,
+        x: View<'_, Self, S>,
+        y: ViewMut<'_, Self, D>,
+    ) -> Result<()>;
+
+    /// The `k` largest elements of each row of `x [.., n]`, largest first, into
+    /// `values [.., k]` and their positions into `indices [.., k]`. Ties go to the lower index;
+    /// NaN counts as larger than `+inf` (as `torch.topk`).
+    ///
+    /// # Errors
+    /// [`crate::Error::Param`] when `k > n` or `n` does not fit in `u32`; shape errors naming
+    /// `values` or `indices`.
+    fn top_k<T: Element>(
+        &self,
+        k: usize,
+        x: View<'_, Self, T>,
+        values: ViewMut<'_, Self, T>,
+        indices: ViewMut<'_, Self, u32>,
+    ) -> Result<()>;
+
+    /// A row-major view of `shape` over `mem` (convenience for [`View::contiguous`]).
+    ///
+    /// # Errors
+    /// As [`View::contiguous`].
+    fn view<'a, T: Scalar>(
+        &self,
+        mem: &'a Self::Mem<T>,
+        shape: &[usize],
+    ) -> Result<View<'a, Self, T>> {
+        View::new(mem, Layout::contiguous(shape)?)
+    }
+
+    /// A row-major writable view of `shape` over `mem` (convenience for [`ViewMut::contiguous`]).
+    ///
+    /// # Errors
+    /// As [`ViewMut::contiguous`].
+    fn view_mut<'a, T: Scalar>(
+        &self,
+        mem: &'a mut Self::Mem<T>,
+        shape: &[usize],
+    ) -> Result<ViewMut<'a, Self, T>> {
+        ViewMut::new(mem, Layout::contiguous(shape)?)
+    }
+}
+
+/// Backends that can own memory (with the `alloc` feature): what test harnesses and convenience
+/// wrappers use. Kernels never need it.
+#[cfg(feature = "alloc")]
+pub trait Allocate: Backend {
+    /// Owned memory: `Vec<T>` on host backends.
+    type Buffer<T: Scalar>: core::borrow::BorrowMut<Self::Mem<T>>;
+
+    /// `len` elements, each `T::default()` (zero).
+    ///
+    /// # Errors
+    /// [`crate::Error::OutOfMemory`] when the memory cannot be had.
+    fn alloc<T: Scalar>(&self, len: usize) -> Result<Self::Buffer<T>>;
+}

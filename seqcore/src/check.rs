@@ -1,0 +1,132 @@
+//! Argument checks shared by every backend, so that each rejects the same inputs with the same
+//! [`Error`]. A backend calls these first, then runs its kernel on arguments known to be sound.
+
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+
+/// `got` must have exactly the extents `expected`; `arg` names it in the error.
+///
+/// # Errors
+/// [`Error::Rank`] or [`Error::Shape`] naming `arg`.
+pub fn shape(arg: &'static str, got: &Layout, expected: &[usize]) -> Result<()> {
+    let r = expected.len();
+    if got.rank() != r {
+        return Err(Error::Rank {
+            arg,
+            got: got.rank(),
+            min: r,
+            max: r,
+        });
+    }
+    for (axis, (&g, &e)) in got.shape().iter().zip(expected).enumerate() {
+        if g != e {
+            return Err(Error::Shape {
+                arg,
+                axis,
+                got: g,
+                expected: e,
+                shape: got.dims(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A finite parameter.
+///
+/// # Errors
+/// [`Error::Param`] naming `arg` when `x` is NaN or infinite.
+pub fn finite(arg: &'static str, x: f64) -> Result<f64> {
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(Error::Param {
+            arg,
+            reason: "must be finite",
+        })
+    }
+}
+
+/// The extents of a (batched) matrix product `c[.., m, n] = a[.., m, k] b[.., k, n]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmDims {
+    /// Batch count (1 for rank-2 operands).
+    pub batch: usize,
+    /// Rows of `a` and `c`.
+    pub m: usize,
+    /// Columns of `b` and `c`.
+    pub n: usize,
+    /// The contracted extent.
+    pub k: usize,
+}
+
+/// Checks the operands of [`crate::Backend::gemm`]: all rank 2, or all rank 3 with one batch
+/// extent; `a [.., m, k]`, `b [.., k, n]`, `c [.., m, n]`.
+///
+/// # Errors
+/// [`Error::Rank`] or [`Error::Shape`] naming the operand at fault.
+pub fn gemm(a: &Layout, b: &Layout, c: &Layout) -> Result<GemmDims> {
+    let r = a.rank();
+    if !(2..=3).contains(&r) {
+        return Err(Error::Rank {
+            arg: "a",
+            got: r,
+            min: 2,
+            max: 3,
+        });
+    }
+    let (batch, m, k) = match *a.shape() {
+        [m, k] => (1, m, k),
+        [bt, m, k] => (bt, m, k),
+        _ => {
+            return Err(Error::Rank {
+                arg: "a",
+                got: r,
+                min: 2,
+                max: 3,
+            });
+        }
+    };
+    let n = b.shape().last().copied().unwrap_or(0);
+    let (bs, cs) = if r == 3 {
+        ([batch, k, n], [batch, m, n])
+    } else {
+        ([k, n, 0], [m, n, 0])
+    };
+    shape("b", b, bs.get(..r).unwrap_or(&[]))?;
+    shape("c", c, cs.get(..r).unwrap_or(&[]))?;
+    Ok(GemmDims { batch, m, n, k })
+}
+
+/// Checks a row-wise kernel whose output has the input's shape with the last axis replaced by
+/// `out_len` (`None`: dropped). Returns the row length of `x`.
+///
+/// # Errors
+/// [`Error::Rank`] or [`Error::Shape`] naming `arg`.
+pub fn rows(x: &Layout, arg: &'static str, y: &Layout, out_len: Option<usize>) -> Result<usize> {
+    let (rows, len, _) = x.split_last();
+    let mut want = [0usize; crate::MAX_RANK];
+    let r = rows.rank();
+    for (w, &s) in want.iter_mut().zip(rows.shape()) {
+        *w = s;
+    }
+    let r = match out_len {
+        Some(k) => {
+            if x.rank() == 0 {
+                return Err(Error::Rank {
+                    arg: "x",
+                    got: 0,
+                    min: 1,
+                    max: crate::MAX_RANK,
+                });
+            }
+            if let Some(w) = want.get_mut(r) {
+                *w = k;
+            }
+            r + 1
+        }
+        None => r,
+    };
+    shape(arg, y, want.get(..r).unwrap_or(&[]))?;
+    Ok(len)
+}

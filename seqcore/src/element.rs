@@ -1,0 +1,199 @@
+//! Element types: what a backend stores ([`Scalar`]) and what it computes with ([`Element`],
+//! [`Real`]).
+//!
+//! f16 and bf16 are storage types only: every kernel converts them to their accumulation type
+//! ([`Element::Acc`], f32) before any arithmetic and rounds once on the way out. f32 accumulates in
+//! f32 and f64 in f64, so the reference backend run at f64 is the oracle of the project.
+
+use core::fmt::{Debug, Display};
+use core::ops::{AddAssign, MulAssign};
+
+use half::{bf16, f16};
+
+/// A plain value that backend memory can hold: floats, and the integers used for indices and
+/// quantised data. `bytemuck::Pod` so that any backend can move it as bytes.
+pub trait Scalar: bytemuck::Pod + Default + PartialEq + Debug + Send + Sync + 'static {
+    /// The name printed in reports and errors (`"f32"`, `"u32"`, ...).
+    const NAME: &'static str;
+}
+
+macro_rules! scalar {
+    ($($t:ty => $n:literal),* $(,)?) => { $(impl Scalar for $t { const NAME: &'static str = $n; })* };
+}
+scalar!(f32 => "f32", f64 => "f64", f16 => "f16", bf16 => "bf16", u8 => "u8", i8 => "i8", u32 => "u32", i32 => "i32");
+
+/// The floating-point element types of the project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DType {
+    /// IEEE 754 binary32.
+    F32,
+    /// IEEE 754 binary64.
+    F64,
+    /// IEEE 754 binary16 (storage only; computed in f32).
+    F16,
+    /// bfloat16 (storage only; computed in f32).
+    BF16,
+}
+
+impl DType {
+    /// Every floating-point element type, in report order.
+    pub const ALL: [DType; 4] = [DType::F64, DType::F32, DType::F16, DType::BF16];
+
+    /// The short name used by reports and golden-vector files (`f32`, `f64`, `f16`, `bf16`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+        }
+    }
+
+    /// Parses a name as written by [`DType::name`].
+    pub fn from_name(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 => 8,
+            DType::F16 | DType::BF16 => 2,
+        }
+    }
+
+    /// Unit round-off `u = 2^-p` (half the machine epsilon): the largest relative error of one
+    /// correctly rounded operation.
+    pub const fn unit_roundoff(self) -> f64 {
+        match self {
+            DType::F32 => 5.960_464_477_539_063e-8,
+            DType::F64 => 1.110_223_024_625_156_5e-16,
+            DType::F16 => 4.882_812_5e-4,
+            DType::BF16 => 3.906_25e-3,
+        }
+    }
+
+    /// The dtype arithmetic is carried out in: f64 for f64, f32 for the others.
+    pub const fn accumulator(self) -> DType {
+        match self {
+            DType::F64 => DType::F64,
+            _ => DType::F32,
+        }
+    }
+}
+
+impl Display for DType {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A floating-point element type: f32, f64, `half::f16` or `half::bf16`.
+///
+/// Conversions through f64 are exact on the way in and correctly rounded (to nearest, ties to
+/// even) on the way out, so `from_f64(to_f64(x)) == x` and a cast rounds once.
+pub trait Element: Scalar + PartialOrd + Display {
+    /// The type arithmetic is carried out in: f32 for f16, bf16 and f32; f64 for f64.
+    type Acc: Real;
+    /// This type's tag.
+    const DTYPE: DType;
+    /// Widens to the accumulation type (exact).
+    fn to_acc(self) -> Self::Acc;
+    /// Rounds from the accumulation type to nearest, ties to even; overflow gives ±inf.
+    fn from_acc(x: Self::Acc) -> Self;
+    /// Widens to f64 (exact for every element type).
+    fn to_f64(self) -> f64;
+    /// Rounds an f64 to nearest, ties to even, in one step (no double rounding).
+    fn from_f64(x: f64) -> Self;
+}
+
+/// The accumulation types, f32 and f64: IEEE arithmetic and the transcendental functions of
+/// [`num_traits::Float`], which seqcore builds on `libm` (it never enables `num-traits/std`), so a
+/// result does not depend on this crate's features or on the platform's C library.
+pub trait Real:
+    Element<Acc = Self> + num_traits::Float + AddAssign + MulAssign + Debug + Display
+{
+    /// Converts an f64 constant (rounded to nearest).
+    fn lit(x: f64) -> Self;
+    /// Complementary error function `1 - erf(x)`, accurate where `erf(x)` is near 1.
+    fn erfc(self) -> Self;
+}
+
+impl Element for f32 {
+    type Acc = f32;
+    const DTYPE: DType = DType::F32;
+    fn to_acc(self) -> f32 {
+        self
+    }
+    fn from_acc(x: f32) -> f32 {
+        x
+    }
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    #[allow(clippy::cast_possible_truncation)] // `as` rounds to nearest even: that is the intent
+    fn from_f64(x: f64) -> f32 {
+        x as f32
+    }
+}
+
+impl Element for f64 {
+    type Acc = f64;
+    const DTYPE: DType = DType::F64;
+    fn to_acc(self) -> f64 {
+        self
+    }
+    fn from_acc(x: f64) -> f64 {
+        x
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(x: f64) -> f64 {
+        x
+    }
+}
+
+macro_rules! half_element {
+    ($t:ty, $d:expr) => {
+        impl Element for $t {
+            type Acc = f32;
+            const DTYPE: DType = $d;
+            fn to_acc(self) -> f32 {
+                self.to_f32()
+            }
+            fn from_acc(x: f32) -> Self {
+                <$t>::from_f32(x)
+            }
+            fn to_f64(self) -> f64 {
+                <$t>::to_f64(self)
+            }
+            fn from_f64(x: f64) -> Self {
+                <$t>::from_f64(x)
+            }
+        }
+    };
+}
+half_element!(f16, DType::F16);
+half_element!(bf16, DType::BF16);
+
+impl Real for f32 {
+    #[allow(clippy::cast_possible_truncation)] // rounds to nearest: the intent
+    fn lit(x: f64) -> f32 {
+        x as f32
+    }
+    fn erfc(self) -> f32 {
+        libm::erfcf(self)
+    }
+}
+
+impl Real for f64 {
+    fn lit(x: f64) -> f64 {
+        x
+    }
+    fn erfc(self) -> f64 {
+        libm::erfc(self)
+    }
+}

@@ -154,7 +154,7 @@ def write_cases(filename, cases):
     if dup:
         raise SystemExit(f"duplicate ids: {sorted(dup)}")
     path = os.path.join(VECTORS_DIR, filename)
-    lines = [json.dumps(c, allow_nan=False) for c in cases]
+    lines = [json.dumps(c, allow_nan=False, separators=(",", ":")) for c in cases]
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.write("[\n" + ",\n".join(lines) + "\n]\n")
     size = os.path.getsize(path)

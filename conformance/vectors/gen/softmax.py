@@ -86,17 +86,18 @@ def both(dtype, make, tag="", note=None):
         add(mech, dtype, x, tag, note)
 
 
-# Row lengths per dtype: every C in f32, a spread in the others.
+# Row lengths per dtype: every C in f32, a spread in the others (long rows in f16/bf16 come from
+# the 4096-logit cases below; the 400 KB budget leaves no room for more).
 SIZES = {
     "f32": [1, 2, 7, 8, 9, 15, 16, 17, 33, 127, 129, 1023],
     "f64": [1, 2, 8, 9, 16, 33, 129],
-    "f16": [1, 7, 15, 17, 33, 127, 1023],
-    "bf16": [1, 8, 9, 16, 17, 129, 1023],
+    "f16": [1, 7, 15, 17, 33, 127],
+    "bf16": [1, 8, 9, 16, 17, 129],
 }
 
 
 def random_rows(C, scale=3.0):
-    R = 3 if C <= 33 else (2 if C <= 129 else 1)
+    R = 3 if C <= 33 else 1
 
     def make(rng):
         x = rng.normal(0.0, scale, size=(R, C))
@@ -112,7 +113,7 @@ def random_rows(C, scale=3.0):
 
 for dt in DTYPES:
     for C in SIZES[dt]:
-        R = 3 if C <= 33 else (2 if C <= 129 else 1)
+        R = 3 if C <= 33 else 1
         # tag keeps ids unique and names the shape: "<mech>/<dtype>/R3-C7"
         x = random_rows(C)(rng_for(SEED, f"{dt}/R{R}-C{C}"))
         for mech in MECHS:
@@ -201,7 +202,7 @@ for dt in DTYPES:
     far = -6e4 if dt == "f16" else -1e30
     both(dt, far_below(far), "far",
          note=f"{far:g} is a valid logit (not a mask): softmax is 0 there, log_softmax finite; "
-              "the all-{0:g} row is uniform.".format(far))
+              f"the row of only {far:g} is uniform.")
     both(dt, equal, "equal")
     both(dt, subnormal(dt), "subnormal",
          note="Logits are small multiples of the dtype's least subnormal: probabilities are 1/C "
@@ -210,7 +211,7 @@ for dt in DTYPES:
 
 # A long row of 4096 equal logits in f16 and bf16: each probability is exactly 1/4096. An f16 or
 # bf16 accumulator of the exponentials stalls (2048 + 1 == 2048 in f16) and fails.
-for dt, v in (("f16", 3.0), ("bf16", -1.5)):
+for dt, v in (("f16", 3.0), ("bf16", 2.0)):
     x = np.full((1, 4096), v)
     add("softmax", dt, x, "equal4096",
         note="4096 equal logits: each probability is 1/4096 exactly; the sum of exponentials "

@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod backends;
+pub mod compare;
+mod failure;
+pub mod harness;
+pub mod perf;
+pub mod properties;
+pub mod strategies;
+mod suite;
+pub mod tolerance;
+pub mod vectors;
+
+pub use failure::Failure;
+pub use suite::{Config, KERNELS, Report, Row, check_backend, sample};

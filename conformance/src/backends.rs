@@ -22,7 +22,10 @@ pub trait Visit {
 
 /// Every backend compiled in, available or not, in report order.
 pub fn compiled() -> Vec<Available> {
-    vec![Available { name: "reference", status: Ok(()) }]
+    vec![Available {
+        name: "reference",
+        status: Ok(()),
+    }]
 }
 
 /// Calls `v` with the backend called `name`.
@@ -34,7 +37,11 @@ pub fn with<V: Visit>(name: &str, v: &mut V) -> Result<V::Out, String> {
         "reference" => Ok(v.visit(&Reference)),
         _ => Err(format!(
             "no backend `{name}` in this build (compiled in: {})",
-            compiled().iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+            compiled()
+                .iter()
+                .map(|a| a.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -46,10 +53,20 @@ pub fn with<V: Visit>(name: &str, v: &mut V) -> Result<V::Out, String> {
 pub fn selected(only: Option<&str>) -> Result<Vec<&'static str>, String> {
     let all = compiled();
     match only {
-        None => Ok(all.iter().filter(|a| a.status.is_ok()).map(|a| a.name).collect()),
+        None => Ok(all
+            .iter()
+            .filter(|a| a.status.is_ok())
+            .map(|a| a.name)
+            .collect()),
         Some(n) => match all.iter().find(|a| a.name == n) {
-            Some(Available { name, status: Ok(()) }) => Ok(vec![*name]),
-            Some(Available { name, status: Err(why) }) => Err(format!("backend `{name}` is unavailable: {why}")),
+            Some(Available {
+                name,
+                status: Ok(()),
+            }) => Ok(vec![*name]),
+            Some(Available {
+                name,
+                status: Err(why),
+            }) => Err(format!("backend `{name}` is unavailable: {why}")),
             None => Err(format!(
                 "no backend `{n}` in this build (compiled in: {})",
                 all.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")

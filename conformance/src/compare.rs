@@ -47,7 +47,10 @@ pub struct Bound {
 
 impl Bound {
     /// Exact equality.
-    pub const EXACT: Bound = Bound { atol: 0.0, rtol: 0.0 };
+    pub const EXACT: Bound = Bound {
+        atol: 0.0,
+        rtol: 0.0,
+    };
 }
 
 /// Compares `got` with `expected` element by element: NaN and infinities must sit at the same
@@ -68,7 +71,10 @@ pub fn compare(
             expected.len()
         )));
     }
-    let mut a = Agreement { count: got.len(), ..Agreement::default() };
+    let mut a = Agreement {
+        count: got.len(),
+        ..Agreement::default()
+    };
     let (mut num, mut den) = (0.0f64, 0.0f64);
     let mut worst: Option<(usize, f64, f64, Bound)> = None;
     for (i, (&g, &e)) in got.iter().zip(expected).enumerate() {
@@ -80,7 +86,12 @@ pub fn compare(
             g.is_finite()
         };
         if !structural_ok {
-            return Err(Failure::Structure { arg, index: i, got: g, expected: e });
+            return Err(Failure::Structure {
+                arg,
+                index: i,
+                got: g,
+                expected: e,
+            });
         }
         if !e.is_finite() {
             continue;
@@ -94,17 +105,34 @@ pub fn compare(
         }
         let b = bound(i);
         let limit = b.atol + b.rtol * e.abs();
-        let ratio = if d == 0.0 { 0.0 } else if limit > 0.0 { d / limit } else { f64::INFINITY };
+        let ratio = if d == 0.0 {
+            0.0
+        } else if limit > 0.0 {
+            d / limit
+        } else {
+            f64::INFINITY
+        };
         if ratio > a.worst_ratio {
             a.worst_ratio = ratio;
             worst = Some((i, g, e, b));
         }
     }
-    a.nmse = if num == 0.0 { 0.0 } else if den > 0.0 { num / den } else { f64::INFINITY };
+    a.nmse = if num == 0.0 {
+        0.0
+    } else if den > 0.0 {
+        num / den
+    } else {
+        f64::INFINITY
+    };
     match worst {
-        Some((index, got, expected, bound)) if a.worst_ratio > 1.0 => {
-            Err(Failure::Tolerance { arg, index, got, expected, bound, agreement: a })
-        }
+        Some((index, got, expected, bound)) if a.worst_ratio > 1.0 => Err(Failure::Tolerance {
+            arg,
+            index,
+            got,
+            expected,
+            bound,
+            agreement: a,
+        }),
         _ => Ok(a),
     }
 }

@@ -97,21 +97,45 @@ impl fmt::Display for Failure {
         match self {
             Failure::Setup(s) => write!(f, "bad case: {s}"),
             Failure::Kernel(e) => write!(f, "kernel error on valid input: {e}"),
-            Failure::Rejection { call, expected, got } => {
+            Failure::Rejection {
+                call,
+                expected,
+                got,
+            } => {
                 let show = |e: &Option<seqcore::Error>| match e {
                     Some(e) => format!("Err({e})"),
                     None => "Ok".to_owned(),
                 };
-                write!(f, "{call}: answered {}, the reference {}", show(got), show(expected))
+                write!(
+                    f,
+                    "{call}: answered {}, the reference {}",
+                    show(got),
+                    show(expected)
+                )
             }
             Failure::Guard { arg, addr } => {
-                write!(f, "`{arg}`: memory outside the view changed at address {addr}")
+                write!(
+                    f,
+                    "`{arg}`: memory outside the view changed at address {addr}"
+                )
             }
             Failure::Unwritten { arg, index } => write!(f, "`{arg}`[{index}] was never written"),
-            Failure::Structure { arg, index, got, expected } => {
+            Failure::Structure {
+                arg,
+                index,
+                got,
+                expected,
+            } => {
                 write!(f, "`{arg}`[{index}] is {got:e}, the reference {expected:e}")
             }
-            Failure::Tolerance { arg, index, got, expected, bound, agreement } => write!(
+            Failure::Tolerance {
+                arg,
+                index,
+                got,
+                expected,
+                bound,
+                agreement,
+            } => write!(
                 f,
                 "`{arg}`[{index}] is {got:e}, the reference {expected:e}: |diff| {:.3e} > atol {:.3e} + rtol {:.3e} * |ref| (nmse {:.3e})",
                 (got - expected).abs(),
@@ -122,7 +146,12 @@ impl fmt::Display for Failure {
             Failure::Nmse { arg, nmse, max } => {
                 write!(f, "`{arg}`: normalised error {nmse:.3e} above {max:.3e}")
             }
-            Failure::Discrete { arg, index, got, expected } => {
+            Failure::Discrete {
+                arg,
+                index,
+                got,
+                expected,
+            } => {
                 write!(f, "`{arg}`[{index}] is {got}, the reference {expected}")
             }
         }

@@ -40,7 +40,11 @@ impl Tensor {
     ///
     /// # Errors
     /// When the value count or the buffer length does not fit the layout.
-    pub fn with_layout(layout: Layout, buffer_len: usize, values: Vec<f64>) -> Result<Tensor, Failure> {
+    pub fn with_layout(
+        layout: Layout,
+        buffer_len: usize,
+        values: Vec<f64>,
+    ) -> Result<Tensor, Failure> {
         if values.len() != layout.numel() {
             return Err(Failure::Setup(format!(
                 "{} values for shape {:?}",
@@ -54,7 +58,11 @@ impl Tensor {
                 layout.end()
             )));
         }
-        Ok(Tensor { layout, buffer_len, values })
+        Ok(Tensor {
+            layout,
+            buffer_len,
+            values,
+        })
     }
 
     /// The shape.
@@ -71,7 +79,11 @@ impl Tensor {
     pub fn packed(&self) -> Tensor {
         // A contiguous layout of a valid shape cannot fail.
         let layout = Layout::contiguous(self.shape()).unwrap_or(self.layout);
-        Tensor { layout, buffer_len: layout.end(), values: self.values.clone() }
+        Tensor {
+            layout,
+            buffer_len: layout.end(),
+            values: self.values.clone(),
+        }
     }
 }
 
@@ -132,21 +144,32 @@ impl<B: Allocate, T: Scalar> Input<B, T> {
     }
 }
 
-fn upload<B: Allocate, T: Scalar>(b: &B, host: &[T], layout: Layout) -> Result<Input<B, T>, Failure> {
+fn upload<B: Allocate, T: Scalar>(
+    b: &B,
+    host: &[T],
+    layout: Layout,
+) -> Result<Input<B, T>, Failure> {
     let mut buf = b.alloc::<T>(host.len()).map_err(Failure::setup)?;
-    b.write(host, core::borrow::BorrowMut::borrow_mut(&mut buf)).map_err(Failure::setup)?;
+    b.write(host, core::borrow::BorrowMut::borrow_mut(&mut buf))
+        .map_err(Failure::setup)?;
     Ok(Input { buf, layout })
 }
 
 impl<B: Allocate, T: Scalar> core::fmt::Debug for Input<B, T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Input").field("dtype", &T::NAME).field("layout", &self.layout).finish()
+        f.debug_struct("Input")
+            .field("dtype", &T::NAME)
+            .field("layout", &self.layout)
+            .finish()
     }
 }
 
 impl<B: Allocate, T: Scalar> core::fmt::Debug for Output<B, T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Output").field("dtype", &T::NAME).field("layout", &self.layout).finish()
+        f.debug_struct("Output")
+            .field("dtype", &T::NAME)
+            .field("layout", &self.layout)
+            .finish()
     }
 }
 
@@ -177,7 +200,11 @@ impl<B: Allocate, T: Scalar> Output<B, T> {
             }
         }
         let Input { buf, .. } = upload(b, &host, shifted)?;
-        Ok(Output { buf, layout: shifted, len })
+        Ok(Output {
+            buf,
+            layout: shifted,
+            len,
+        })
     }
 
     /// The view a kernel writes.
@@ -185,8 +212,11 @@ impl<B: Allocate, T: Scalar> Output<B, T> {
     /// # Errors
     /// When the backend rejects the layout (a harness bug).
     pub fn view(&mut self) -> Result<ViewMut<'_, B, T>, Failure> {
-        ViewMut::new(core::borrow::BorrowMut::borrow_mut(&mut self.buf), self.layout)
-            .map_err(Failure::setup)
+        ViewMut::new(
+            core::borrow::BorrowMut::borrow_mut(&mut self.buf),
+            self.layout,
+        )
+        .map_err(Failure::setup)
     }
 
     /// Downloads the output, checks that no address outside the view changed and that every
@@ -196,7 +226,8 @@ impl<B: Allocate, T: Scalar> Output<B, T> {
     /// [`Failure::Guard`] or [`Failure::Unwritten`] naming the first bad address.
     pub fn finish(&self, b: &B, arg: &'static str) -> Result<Vec<T>, Failure> {
         let mut host = vec![T::default(); self.len];
-        b.read(core::borrow::Borrow::borrow(&self.buf), &mut host).map_err(Failure::setup)?;
+        b.read(core::borrow::Borrow::borrow(&self.buf), &mut host)
+            .map_err(Failure::setup)?;
         let p = poison::<T>();
         let mut inside = vec![false; self.len];
         for o in self.layout.offsets() {
@@ -206,7 +237,10 @@ impl<B: Allocate, T: Scalar> Output<B, T> {
         }
         for (addr, (v, &ins)) in host.iter().zip(&inside).enumerate() {
             if !ins && !same_bits(v, &p) {
-                return Err(Failure::Guard { arg, addr: addr as isize - GUARD as isize });
+                return Err(Failure::Guard {
+                    arg,
+                    addr: addr as isize - GUARD as isize,
+                });
             }
         }
         let mut out = Vec::with_capacity(self.layout.numel());

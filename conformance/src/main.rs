@@ -72,7 +72,14 @@ fn main() -> ExitCode {
         "vectors" => run_vectors(&args),
         "perf" => run_suite(&args, Config::perf(Duration::from_secs(1)), true),
         _ => {
-            let mut config = if args.quick { Config::quick() } else { Config { timing: Some(Duration::from_millis(100)), ..Config::default() } };
+            let mut config = if args.quick {
+                Config::quick()
+            } else {
+                Config {
+                    timing: Some(Duration::from_millis(100)),
+                    ..Config::default()
+                }
+            };
             config.filter.clone_from(&args.filter);
             run_suite(&args, config, false)
         }
@@ -116,7 +123,10 @@ fn run_suite(args: &Args, mut config: Config, perf_mode: bool) -> Result<bool, S
     for name in names {
         for &dt in &config.dtypes.clone() {
             eprintln!("[{:>5.1}s] {name} {dt} ...", t0.elapsed().as_secs_f64());
-            let c = Config { dtypes: vec![dt], ..config.clone() };
+            let c = Config {
+                dtypes: vec![dt],
+                ..config.clone()
+            };
             rows.extend(backends::with(name, &mut Suite(&c))?.rows);
         }
     }
@@ -144,7 +154,11 @@ fn print_table(peak: &Peak, rows: &[Row], perf_mode: bool) {
     );
     let mut out = std::io::stdout().lock();
     if perf_mode {
-        let _ = writeln!(out, "{:<12} {:<10} {:<5} {:>16} {:>11} {:>10} {:<8} {:>7}", "kernel", "backend", "dtype", "size", "time", "rate", "unit", "% peak");
+        let _ = writeln!(
+            out,
+            "{:<12} {:<10} {:<5} {:>16} {:>11} {:>10} {:<8} {:>7}",
+            "kernel", "backend", "dtype", "size", "time", "rate", "unit", "% peak"
+        );
     } else {
         let _ = writeln!(
             out,
@@ -154,21 +168,44 @@ fn print_table(peak: &Peak, rows: &[Row], perf_mode: bool) {
     }
     for r in rows {
         let (rate, unit, frac, size, secs) = match &r.timing {
-            Some(t) => (format!("{:.3}", t.rate()), t.unit(), format!("{:.2}", 100.0 * t.fraction(peak)), t.size.clone(), format!("{:.3e} s", t.seconds)),
+            Some(t) => (
+                format!("{:.3}", t.rate()),
+                t.unit(),
+                format!("{:.2}", 100.0 * t.fraction(peak)),
+                t.size.clone(),
+                format!("{:.3e} s", t.seconds),
+            ),
             None => ("-".into(), "", "-".into(), "-".into(), "-".into()),
         };
         if perf_mode {
-            let _ = writeln!(out, "{:<12} {:<10} {:<5} {:>16} {:>11} {:>10} {:<8} {:>7}", r.kernel, r.backend, r.dtype, size, secs, rate, unit, frac);
+            let _ = writeln!(
+                out,
+                "{:<12} {:<10} {:<5} {:>16} {:>11} {:>10} {:<8} {:>7}",
+                r.kernel, r.backend, r.dtype, size, secs, rate, unit, frac
+            );
         } else {
             let verdict = if r.passed() { "pass" } else { "FAIL" };
             let _ = writeln!(
                 out,
                 "{:<12} {:<10} {:<5} {:>6} {:<5} {:>10.2e} {:>10.2e} {:>10} {:<8} {:>7}",
-                r.kernel, r.backend, r.dtype, r.cases, verdict, r.agreement.nmse, r.agreement.max_abs, rate, unit, frac
+                r.kernel,
+                r.backend,
+                r.dtype,
+                r.cases,
+                verdict,
+                r.agreement.nmse,
+                r.agreement.max_abs,
+                rate,
+                unit,
+                frac
             );
         }
         if let Some((case, why)) = &r.first_failure {
-            let _ = writeln!(out, "    {} of {} failed; first: {why}\n    case: {case}", r.failed, r.cases);
+            let _ = writeln!(
+                out,
+                "    {} of {} failed; first: {why}\n    case: {case}",
+                r.failed, r.cases
+            );
         }
     }
 }
@@ -209,16 +246,31 @@ impl Visit for RunVectors<'_> {
     fn visit<B: Allocate>(&mut self, b: &B) -> (usize, usize) {
         let (mut pass, mut fail) = (0, 0);
         for e in self.0 {
-            let outcome = e.case.as_ref().map_err(Clone::clone).and_then(|c| vectors::run(b, c));
+            let outcome = e
+                .case
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|c| vectors::run(b, c));
             let dtype = e.case.as_ref().map_or("?", |c| c.dtype.name());
             match outcome {
                 Ok(a) => {
                     pass += 1;
-                    println!("PASS {} [{} {dtype}] max-abs {:.2e} worst {:.2} of bound", e.id, b.name(), a.max_abs, a.worst_ratio);
+                    println!(
+                        "PASS {} [{} {dtype}] max-abs {:.2e} worst {:.2} of bound",
+                        e.id,
+                        b.name(),
+                        a.max_abs,
+                        a.worst_ratio
+                    );
                 }
                 Err(f) => {
                     fail += 1;
-                    println!("FAIL {} [{} {dtype}] {}: {f}", e.id, b.name(), e.file.display());
+                    println!(
+                        "FAIL {} [{} {dtype}] {}: {f}",
+                        e.id,
+                        b.name(),
+                        e.file.display()
+                    );
                 }
             }
         }

@@ -38,7 +38,10 @@ pub struct Bench<'a> {
 
 impl core::fmt::Debug for Bench<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Bench").field("work", &self.work).field("size", &self.size).finish()
+        f.debug_struct("Bench")
+            .field("work", &self.work)
+            .field("size", &self.size)
+            .finish()
     }
 }
 
@@ -56,7 +59,15 @@ fn out_layout(shape: &[usize], st: Storage) -> Result<Layout, Failure> {
 
 /// Applies the normalised-error ceiling after the per-element comparison.
 fn gate(arg: &'static str, a: Agreement, max: f64) -> Result<Agreement, Failure> {
-    if a.nmse > max { Err(Failure::Nmse { arg, nmse: a.nmse, max }) } else { Ok(a) }
+    if a.nmse > max {
+        Err(Failure::Nmse {
+            arg,
+            nmse: a.nmse,
+            max,
+        })
+    } else {
+        Ok(a)
+    }
 }
 
 fn bytes<T: Element>(elements: usize) -> f64 {

@@ -7,10 +7,10 @@ use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
 use regex::Regex;
 use seqcore::{Allocate, DType, Element, Reduce, SoftmaxKind, bf16, f16};
 
+use crate::Failure;
 use crate::compare::Agreement;
 use crate::perf::{self, Timing};
 use crate::properties::{self as p, Bench};
-use crate::Failure;
 
 /// What [`check_backend`] runs.
 #[derive(Clone, Debug)]
@@ -45,12 +45,21 @@ impl Default for Config {
 impl Config {
     /// A small run: few cases, short timing.
     pub fn quick() -> Self {
-        Config { cases: 12, timing: Some(Duration::from_millis(20)), ..Config::default() }
+        Config {
+            cases: 12,
+            timing: Some(Duration::from_millis(20)),
+            ..Config::default()
+        }
     }
 
     /// Timing only, each kernel for at least `budget` after a warm-up.
     pub fn perf(budget: Duration) -> Self {
-        Config { cases: 0, timing: Some(budget), checks: false, ..Config::default() }
+        Config {
+            cases: 0,
+            timing: Some(budget),
+            checks: false,
+            ..Config::default()
+        }
     }
 
     fn wants(&self, kernel: &str) -> bool {
@@ -59,8 +68,17 @@ impl Config {
 }
 
 /// The kernels of the suite, in report order.
-pub const KERNELS: [&str; 9] =
-    ["gemm", "softmax", "log_softmax", "unary", "binary", "reduce", "cast", "top_k", "rejection"];
+pub const KERNELS: [&str; 9] = [
+    "gemm",
+    "softmax",
+    "log_softmax",
+    "unary",
+    "binary",
+    "reduce",
+    "cast",
+    "top_k",
+    "rejection",
+];
 
 /// One kernel in one element type on one backend.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,12 +132,18 @@ pub fn sample<S: Strategy>(s: &S, n: usize, seed: u64) -> Vec<S::Value> {
     }
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
     let mut runner = TestRunner::new_with_rng(proptest::test_runner::Config::default(), rng);
-    (0..n).filter_map(|_| s.new_tree(&mut runner).ok().map(|t| t.current())).collect()
+    (0..n)
+        .filter_map(|_| s.new_tree(&mut runner).ok().map(|t| t.current()))
+        .collect()
 }
 
 fn describe<C: core::fmt::Debug>(c: &C) -> String {
     let s = format!("{c:?}");
-    if s.len() > 160 { format!("{}...", s.chars().take(160).collect::<String>()) } else { s }
+    if s.len() > 160 {
+        format!("{}...", s.chars().take(160).collect::<String>())
+    } else {
+        s
+    }
 }
 
 /// Runs every kernel property in every element type of `config` on `backend`, against the f64
@@ -186,7 +210,11 @@ impl Acc {
 /// The fixed edge cases, unless this is a timing-only run. They cannot fail to build; if they did,
 /// the kernel's row would show fewer cases.
 fn fixed<C>(config: &Config, cases: Result<Vec<C>, Failure>) -> Vec<C> {
-    if config.checks { cases.unwrap_or_default() } else { Vec::new() }
+    if config.checks {
+        cases.unwrap_or_default()
+    } else {
+        Vec::new()
+    }
 }
 
 fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row>) {
@@ -194,20 +222,29 @@ fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row
     let n = if config.checks { config.cases } else { 0 };
     if config.wants("gemm") {
         let mut acc = Acc::new::<B, T>(b, "gemm");
-        let cases = fixed(config, p::gemm::edge_cases()).into_iter().chain(sample(&p::gemm::cases(), n, seed));
+        let cases = fixed(config, p::gemm::edge_cases())
+            .into_iter()
+            .chain(sample(&p::gemm::cases(), n, seed));
         for c in cases {
             acc.add(&c, p::gemm::check::<B, T>(b, &c));
         }
         acc.time(config, p::gemm::bench::<B, T>(b, 128, 128, 128));
         rows.push(acc.row);
     }
-    for (kernel, kind) in [("softmax", SoftmaxKind::Softmax), ("log_softmax", SoftmaxKind::LogSoftmax)] {
+    for (kernel, kind) in [
+        ("softmax", SoftmaxKind::Softmax),
+        ("log_softmax", SoftmaxKind::LogSoftmax),
+    ] {
         if !config.wants(kernel) {
             continue;
         }
         let mut acc = Acc::new::<B, T>(b, kernel);
-        let edge = fixed(config, p::softmax::edge_cases()).into_iter().filter(|c| c.kind == kind);
-        let random = sample(&p::softmax::cases(), n, seed ^ 1).into_iter().map(|c| p::softmax::Case { kind, ..c });
+        let edge = fixed(config, p::softmax::edge_cases())
+            .into_iter()
+            .filter(|c| c.kind == kind);
+        let random = sample(&p::softmax::cases(), n, seed ^ 1)
+            .into_iter()
+            .map(|c| p::softmax::Case { kind, ..c });
         for c in edge.chain(random) {
             acc.add(&c, p::softmax::check::<B, T>(b, &c));
         }
@@ -216,11 +253,9 @@ fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row
     }
     if config.wants("unary") {
         let mut acc = Acc::new::<B, T>(b, "unary");
-        let cases = fixed(config, p::elementwise::unary_edge_cases()).into_iter().chain(sample(
-            &p::elementwise::unary_cases(),
-            n * 2,
-            seed ^ 2,
-        ));
+        let cases = fixed(config, p::elementwise::unary_edge_cases())
+            .into_iter()
+            .chain(sample(&p::elementwise::unary_cases(), n * 2, seed ^ 2));
         for c in cases {
             acc.add(&c, p::elementwise::check_unary::<B, T>(b, &c));
         }
@@ -237,7 +272,9 @@ fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row
     }
     if config.wants("reduce") {
         let mut acc = Acc::new::<B, T>(b, "reduce");
-        let cases = fixed(config, p::reduce::edge_cases()).into_iter().chain(sample(&p::reduce::cases(), n, seed ^ 4));
+        let cases = fixed(config, p::reduce::edge_cases())
+            .into_iter()
+            .chain(sample(&p::reduce::cases(), n, seed ^ 4));
         for c in cases {
             acc.add(&c, p::reduce::check::<B, T>(b, &c));
         }

@@ -8,7 +8,7 @@
 //!
 //! | kernel | per-element bound `\|a - b\| <=` | anchor |
 //! | --- | --- | --- |
-//! | `unary` | `floor + (2u + 4 ua k(x)) \|b\|`, `k = 1`, GELU `1 + x^2`, GELU-tanh `1 + x^2 + \|x\|^3/8` (their condition numbers) | PyTorch `assert_close` f32 `rtol 1.3e-6` ≈ 11u; ours is ≈ 6u for `k = 1` |
+//! | `unary` | `floor + (2u + 4 ua k(x)) \|b\|` (`+ 2 ua \|c\|` for `add_scalar(c)`, whose constant is rounded to `Acc`), `k = 1`, GELU `1 + x^2`, GELU-tanh `1 + x^2 + \|x\|^3/8` (their condition numbers) | PyTorch `assert_close` f32 `rtol 1.3e-6` ≈ 11u; ours is ≈ 6u for `k = 1` |
 //! | `relu`, `abs`, `neg`, `max`, `min` reductions, `cast`, `top_k` | exact | ggml's exact classes |
 //! | `binary` | `floor + (2u + 4 ua) \|b\|` | one rounding in `Acc`, one on store |
 //! | `softmax` | `floor + (2u + ua (8 sqrt n + 2\|d_j\| + 2 mask_j)) \|b\|`, `d_j = z_j - max` | A2 of the numerics notes: `4 sqrt(n) eps` |
@@ -25,10 +25,16 @@
 //! subnormal results to zero, as GPUs do), and `2^-24`, the spacing of f16's subnormals, for f16
 //! (whose subnormals are ordinary f32 values during the computation, so nothing may flush them).
 //!
-//! Per tensor, the normalised error `sum((a-b)^2)/sum(b^2)` must also stay below
-//! `(8u + 8 sqrt(n) ua)^2`: relative RMS error of a few roundings, growing as `sqrt n` with the
-//! reduction length (ggml's NMSE gate, scaled to each type instead of one constant).
-
+//! Per tensor, the normalised error `sum((a-b)^2)/sum(b^2)` is reported, and must stay below a
+//! ceiling per type taken from ggml's `test-backend-ops` limits: 1e-6 for f32 (its softmax limit),
+//! 5e-5 for f16 (its fused f16 limit), 5e-3 for bf16, and 1e-20 for f64 (by analogy, a relative RMS
+//! error of 1e-10). The per-element bounds are the tight criterion; the ceiling is a backstop for
+//! kernels whose per-element bounds are wide by nature (log-softmax beside huge logits).
+//!
+//! Inputs whose partial sums overflow the accumulation type are outside every backend's contract
+//! (the result then depends on the summation order), so the case generators keep sums in range;
+//! single huge values (1e4, 3e38) are still generated wherever a kernel must cope with them.
+//!
 use seqcore::{DType, Element, Unary};
 
 use crate::compare::Bound;
@@ -52,11 +58,14 @@ pub fn floor<T: Element>() -> f64 {
     }
 }
 
-/// The largest normalised error allowed for a tensor whose elements come from reductions of
-/// length `n` (1 for elementwise kernels).
-pub fn nmse_max<T: Element>(n: usize) -> f64 {
-    let r = 8.0 * u::<T>() + 8.0 * (n.max(1) as f64).sqrt() * ua::<T>();
-    r * r
+/// The normalised-error ceiling of `T` (see the module docs).
+pub fn nmse_max<T: Element>() -> f64 {
+    match T::DTYPE {
+        DType::F64 => 1e-20,
+        DType::F32 => 1e-6,
+        DType::F16 => 5e-5,
+        _ => 5e-3,
+    }
 }
 
 /// True for maps whose result every backend must reproduce exactly.
@@ -74,12 +83,24 @@ pub fn unary<T: Element>(op: Unary, x: f64) -> Bound {
         Unary::GeluTanh => 1.0 + x * x + x.abs().powi(3) / 8.0,
         _ => 1.0,
     };
-    Bound { atol: floor::<T>(), rtol: 2.0 * u::<T>() + 4.0 * ua::<T>() * k }
+    // `AddScalar(c)` rounds `c` to the accumulation type (as PyTorch does with a Python scalar):
+    // an absolute error of up to `ua |c|` that cancellation can leave as the whole result.
+    let constant = match op {
+        Unary::AddScalar(c) => 2.0 * ua::<T>() * c.abs(),
+        _ => 0.0,
+    };
+    Bound {
+        atol: floor::<T>() + constant,
+        rtol: 2.0 * u::<T>() + 4.0 * ua::<T>() * k,
+    }
 }
 
 /// Per-element bound of `binary`.
 pub fn binary<T: Element>() -> Bound {
-    Bound { atol: floor::<T>(), rtol: 2.0 * u::<T>() + 4.0 * ua::<T>() }
+    Bound {
+        atol: floor::<T>(),
+        rtol: 2.0 * u::<T>() + 4.0 * ua::<T>(),
+    }
 }
 
 /// Per-element bound of softmax / log-softmax for one element: `d` is `z_j - max`, `log_sum` is
@@ -87,9 +108,15 @@ pub fn binary<T: Element>() -> Bound {
 pub fn softmax<T: Element>(log: bool, n: usize, d: f64, log_sum: f64, mask_term: f64) -> Bound {
     let base = 8.0 * (n as f64).sqrt() + 2.0 * d.abs() + 2.0 * mask_term;
     if log {
-        Bound { atol: floor::<T>() + ua::<T>() * (base + 2.0 * log_sum.abs()), rtol: 2.0 * u::<T>() }
+        Bound {
+            atol: floor::<T>() + ua::<T>() * (base + 2.0 * log_sum.abs()),
+            rtol: 2.0 * u::<T>(),
+        }
     } else {
-        Bound { atol: floor::<T>(), rtol: 2.0 * u::<T>() + ua::<T>() * base }
+        Bound {
+            atol: floor::<T>(),
+            rtol: 2.0 * u::<T>() + ua::<T>() * base,
+        }
     }
 }
 
@@ -97,7 +124,9 @@ pub fn softmax<T: Element>(log: bool, n: usize, d: f64, log_sum: f64, mask_term:
 pub fn gemm<T: Element>(k: usize, alpha: f64, abs_dot: f64, beta_c: f64) -> Bound {
     let ua = ua::<T>();
     Bound {
-        atol: floor::<T>() + (2.0 * k as f64 + 4.0) * ua * alpha.abs() * abs_dot + 4.0 * ua * beta_c,
+        atol: floor::<T>()
+            + (2.0 * k as f64 + 4.0) * ua * alpha.abs() * abs_dot
+            + 4.0 * ua * beta_c,
         rtol: 2.0 * u::<T>(),
     }
 }
@@ -109,18 +138,24 @@ pub fn reduce<T: Element>(op: seqcore::Reduce, x: &[f64]) -> Bound {
     let abs_sum: f64 = x.iter().map(|v| v.abs()).sum();
     match op {
         Reduce::Max | Reduce::Min => Bound::EXACT,
-        Reduce::Sum => Bound { atol: floor::<T>() + (n + 3.0) * ua * abs_sum, rtol: 2.0 * u },
-        Reduce::Mean => {
-            Bound { atol: floor::<T>() + (n + 3.0) * ua * abs_sum / n.max(1.0), rtol: 2.0 * u }
-        }
+        Reduce::Sum => Bound {
+            atol: floor::<T>() + (n + 3.0) * ua * abs_sum,
+            rtol: 2.0 * u,
+        },
+        Reduce::Mean => Bound {
+            atol: floor::<T>() + (n + 3.0) * ua * abs_sum / n.max(1.0),
+            rtol: 2.0 * u,
+        },
         Reduce::LogSumExp => {
             let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let (mut s, mut w) = (0.0, 0.0);
             if m.is_finite() {
                 for &v in x {
                     let e = (v - m).exp();
-                    s += e;
-                    w += e * (v - m).abs();
+                    if e > 0.0 {
+                        s += e;
+                        w += e * (v - m).abs();
+                    }
                 }
             }
             let w = if s > 0.0 { w / s } else { 0.0 };
@@ -129,7 +164,13 @@ pub fn reduce<T: Element>(op: seqcore::Reduce, x: &[f64]) -> Bound {
                 rtol: 2.0 * u,
             }
         }
-        Reduce::L2Norm => Bound { atol: floor::<T>(), rtol: 2.0 * u + (n + 6.0) * ua },
-        _ => Bound { atol: floor::<T>(), rtol: 2.0 * u + (n + 6.0) * ua },
+        Reduce::L2Norm => Bound {
+            atol: floor::<T>(),
+            rtol: 2.0 * u + (n + 6.0) * ua,
+        },
+        _ => Bound {
+            atol: floor::<T>(),
+            rtol: 2.0 * u + (n + 6.0) * ua,
+        },
     }
 }

@@ -65,7 +65,9 @@ fn bad(s: impl Into<String>) -> Failure {
 
 fn number(v: &Value) -> Result<f64, Failure> {
     match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| bad(format!("number {n} out of range"))),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| bad(format!("number {n} out of range"))),
         Value::String(s) => match s.as_str() {
             "inf" => Ok(f64::INFINITY),
             "-inf" => Ok(f64::NEG_INFINITY),
@@ -82,7 +84,11 @@ fn data(name: &str, v: &Value) -> Result<Data, Failure> {
         .and_then(Value::as_array)
         .ok_or_else(|| bad(format!("`{name}` has no shape")))?
         .iter()
-        .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()).ok_or_else(|| bad(format!("`{name}`: bad extent {d}"))))
+        .map(|d| {
+            d.as_u64()
+                .and_then(|d| usize::try_from(d).ok())
+                .ok_or_else(|| bad(format!("`{name}`: bad extent {d}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let data = v
         .get("data")
@@ -91,16 +97,27 @@ fn data(name: &str, v: &Value) -> Result<Data, Failure> {
         .iter()
         .map(number)
         .collect::<Result<Vec<_>, _>>()?;
-    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad(format!("`{name}`: shape overflows")))?;
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad(format!("`{name}`: shape overflows")))?;
     if n != data.len() {
-        return Err(bad(format!("`{name}` has shape {shape:?} but {} elements", data.len())));
+        return Err(bad(format!(
+            "`{name}` has shape {shape:?} but {} elements",
+            data.len()
+        )));
     }
     Ok(Data { shape, data })
 }
 
 fn tensors(v: &Value, what: &str) -> Result<BTreeMap<String, Data>, Failure> {
-    let obj = v.get(what).and_then(Value::as_object).ok_or_else(|| bad(format!("no `{what}` object")))?;
-    obj.iter().map(|(k, t)| Ok((k.clone(), data(k, t)?))).collect()
+    let obj = v
+        .get(what)
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad(format!("no `{what}` object")))?;
+    obj.iter()
+        .map(|(k, t)| Ok((k.clone(), data(k, t)?)))
+        .collect()
 }
 
 /// Parses one case object.
@@ -112,12 +129,21 @@ pub fn parse_case(v: &Value) -> Result<Case, Failure> {
     if format != "seq-vectors/1" {
         return Err(bad(format!("format `{format}`, expected `seq-vectors/1`")));
     }
-    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| bad(format!("no `{k}`")));
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| bad(format!("no `{k}`")))
+    };
     let dtype_name = s("dtype")?;
-    let dtype = DType::from_name(&dtype_name).ok_or_else(|| bad(format!("unknown dtype `{dtype_name}`")))?;
+    let dtype = DType::from_name(&dtype_name)
+        .ok_or_else(|| bad(format!("unknown dtype `{dtype_name}`")))?;
     let tol = v.get("tolerance").ok_or_else(|| bad("no `tolerance`"))?;
     let t = |k: &str| tol.get(k).map(number).unwrap_or(Ok(0.0));
-    let tolerance = Bound { atol: t("atol")?, rtol: t("rtol")? };
+    let tolerance = Bound {
+        atol: t("atol")?,
+        rtol: t("rtol")?,
+    };
     if !(tolerance.atol >= 0.0 && tolerance.rtol >= 0.0) {
         return Err(bad("tolerance must be non-negative"));
     }
@@ -125,7 +151,11 @@ pub fn parse_case(v: &Value) -> Result<Case, Failure> {
         id: s("id")?,
         mechanism: s("mechanism")?,
         dtype,
-        params: v.get("params").and_then(Value::as_object).cloned().unwrap_or_default(),
+        params: v
+            .get("params")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
         inputs: tensors(v, "inputs")?,
         expected: tensors(v, "expected")?,
         tolerance,
@@ -142,14 +172,22 @@ pub fn load(path: &Path) -> Vec<Entry> {
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) => {
-                out.push(Entry { id: file.display().to_string(), file, case: Err(bad(format!("cannot read: {e}"))) });
+                out.push(Entry {
+                    id: file.display().to_string(),
+                    file,
+                    case: Err(bad(format!("cannot read: {e}"))),
+                });
                 continue;
             }
         };
         let value: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
-                out.push(Entry { id: file.display().to_string(), file, case: Err(bad(format!("bad JSON: {e}"))) });
+                out.push(Entry {
+                    id: file.display().to_string(),
+                    file,
+                    case: Err(bad(format!("bad JSON: {e}"))),
+                });
                 continue;
             }
         };
@@ -158,8 +196,15 @@ pub fn load(path: &Path) -> Vec<Entry> {
             other => vec![other],
         };
         for (i, item) in items.iter().enumerate() {
-            let id = item.get("id").and_then(Value::as_str).map_or_else(|| format!("#{i}"), str::to_owned);
-            out.push(Entry { file: file.clone(), id, case: parse_case(item) });
+            let id = item
+                .get("id")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("#{i}"), str::to_owned);
+            out.push(Entry {
+                file: file.clone(),
+                id,
+                case: parse_case(item),
+            });
         }
     }
     out
@@ -201,12 +246,17 @@ pub fn run<B: Allocate>(b: &B, case: &Case) -> Result<Agreement, Failure> {
 
 impl Case {
     fn input(&self, name: &str) -> Result<Tensor, Failure> {
-        let d = self.inputs.get(name).ok_or_else(|| bad(format!("no input `{name}`")))?;
+        let d = self
+            .inputs
+            .get(name)
+            .ok_or_else(|| bad(format!("no input `{name}`")))?;
         Tensor::contiguous(&d.shape, d.data.clone())
     }
 
     fn expected(&self, name: &str) -> Result<&Data, Failure> {
-        self.expected.get(name).ok_or_else(|| bad(format!("no expected `{name}`")))
+        self.expected
+            .get(name)
+            .ok_or_else(|| bad(format!("no expected `{name}`")))
     }
 
     fn param_f64(&self, name: &str, default: Option<f64>) -> Result<f64, Failure> {
@@ -217,7 +267,10 @@ impl Case {
     }
 
     fn param_str(&self, name: &str) -> Result<&str, Failure> {
-        self.params.get(name).and_then(Value::as_str).ok_or_else(|| bad(format!("no parameter `{name}`")))
+        self.params
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(format!("no parameter `{name}`")))
     }
 
     /// Compares a downloaded output with the expected tensor of the same name.
@@ -230,17 +283,26 @@ impl Case {
 
 fn out<B: Allocate, T: Element>(b: &B, case: &Case, name: &str) -> Result<Output<B, T>, Failure> {
     let shape = &case.expected(name)?.shape;
-    Output::new(b, &seqcore::Layout::contiguous(shape).map_err(Failure::setup)?, None)
+    Output::new(
+        b,
+        &seqcore::Layout::contiguous(shape).map_err(Failure::setup)?,
+        None,
+    )
 }
 
 fn run_in<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, Failure> {
     let kernel = Failure::Kernel;
     match case.mechanism.as_str() {
         "softmax" | "log_softmax" => {
-            let kind = if case.mechanism == "softmax" { SoftmaxKind::Softmax } else { SoftmaxKind::LogSoftmax };
+            let kind = if case.mechanism == "softmax" {
+                SoftmaxKind::Softmax
+            } else {
+                SoftmaxKind::LogSoftmax
+            };
             let x = Input::<B, T>::new(b, &case.input("x")?)?;
             let mut y = out::<B, T>(b, case, "y")?;
-            b.softmax(kind, x.view()?, None, y.view()?).map_err(kernel)?;
+            b.softmax(kind, x.view()?, None, y.view()?)
+                .map_err(kernel)?;
             case.check("y", &widen(&y.finish(b, "y")?))
         }
         "gemm" => {
@@ -250,18 +312,22 @@ fn run_in<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, Fail
             let beta = case.param_f64("beta", Some(0.0))?;
             let init: Option<Vec<T>> = match case.inputs.get("c") {
                 Some(c) => Some(c.data.iter().map(|&v| T::from_f64(v)).collect()),
-                None if beta != 0.0 => return Err(bad("`beta` is not 0 but there is no input `c`")),
+                None if beta != 0.0 => {
+                    return Err(bad("`beta` is not 0 but there is no input `c`"));
+                }
                 None => None,
             };
             let shape = &case.expected("c")?.shape;
             let layout = seqcore::Layout::contiguous(shape).map_err(Failure::setup)?;
             let mut c = Output::<B, T>::new(b, &layout, init.as_deref())?;
-            b.gemm(alpha, a.view()?, bb.view()?, beta, c.view()?).map_err(kernel)?;
+            b.gemm(alpha, a.view()?, bb.view()?, beta, c.view()?)
+                .map_err(kernel)?;
             case.check("c", &widen(&c.finish(b, "c")?))
         }
         "unary" => {
             let name = case.param_str("op")?;
-            let op = Unary::from_name(name).ok_or_else(|| bad(format!("unknown unary op `{name}`")))?;
+            let op =
+                Unary::from_name(name).ok_or_else(|| bad(format!("unknown unary op `{name}`")))?;
             let x = Input::<B, T>::new(b, &case.input("x")?)?;
             let mut y = out::<B, T>(b, case, "y")?;
             b.unary(op, x.view()?, y.view()?).map_err(kernel)?;
@@ -269,7 +335,8 @@ fn run_in<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, Fail
         }
         "reduce" => {
             let name = case.param_str("op")?;
-            let op = Reduce::from_name(name).ok_or_else(|| bad(format!("unknown reduction `{name}`")))?;
+            let op = Reduce::from_name(name)
+                .ok_or_else(|| bad(format!("unknown reduction `{name}`")))?;
             let x = Input::<B, T>::new(b, &case.input("x")?)?;
             let mut y = out::<B, T>(b, case, "y")?;
             b.reduce(op, x.view()?, y.view()?).map_err(kernel)?;
@@ -283,17 +350,31 @@ fn run_in<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, Fail
             let x = Input::<B, T>::new(b, &case.input("x")?)?;
             let mut v = out::<B, T>(b, case, "values")?;
             let ishape = &case.expected("indices")?.shape;
-            let mut ix = Output::<B, u32>::new(b, &seqcore::Layout::contiguous(ishape).map_err(Failure::setup)?, None)?;
-            b.top_k(k as usize, x.view()?, v.view()?, ix.view()?).map_err(kernel)?;
+            let mut ix = Output::<B, u32>::new(
+                b,
+                &seqcore::Layout::contiguous(ishape).map_err(Failure::setup)?,
+                None,
+            )?;
+            b.top_k(k as usize, x.view()?, v.view()?, ix.view()?)
+                .map_err(kernel)?;
             let want_i = case
                 .expected("indices")?
                 .data
                 .iter()
-                .map(|&i| if i >= 0.0 && i.fract() == 0.0 && i <= f64::from(u32::MAX) { Ok(i as u32) } else { Err(bad(format!("index {i}"))) })
+                .map(|&i| {
+                    if i >= 0.0 && i.fract() == 0.0 && i <= f64::from(u32::MAX) {
+                        Ok(i as u32)
+                    } else {
+                        Err(bad(format!("index {i}")))
+                    }
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             compare_exact("indices", &ix.finish(b, "indices")?, &want_i)?;
             case.check("values", &widen(&v.finish(b, "values")?))
         }
-        other => Err(bad(format!("unknown mechanism `{other}` (this build runs: {})", MECHANISMS.join(", ")))),
+        other => Err(bad(format!(
+            "unknown mechanism `{other}` (this build runs: {})",
+            MECHANISMS.join(", ")
+        ))),
     }
 }

@@ -171,11 +171,32 @@ macro_rules! half_element {
                 <$t>::to_f64(self)
             }
             fn from_f64(x: f64) -> Self {
-                <$t>::from_f64(x)
+                // Not `<$t>::from_f64`: half 2.7 ignores the low 32 bits of the f64 (a value
+                // just past a tie rounds the wrong way) and goes through `as f32` with `f16c`.
+                <$t>::from_f32(f64_to_f32_round_to_odd(x))
             }
         }
     };
 }
+/// `x` rounded to f32 *to odd*: exact values are kept, an inexact one becomes the neighbour whose
+/// last significand bit is 1. f32 has at least two more bits than f16 and bf16 at every exponent,
+/// so rounding this to nearest-even in f16 or bf16 equals rounding `x` once (Boldo & Melquiond,
+/// "Emulation of FMA and correctly rounded sums: proved algorithms using rounding to odd", 2008).
+/// Overflow past f32 gives ±inf, which f16 and bf16 would round to as well.
+#[allow(clippy::cast_possible_truncation)] // rounds to nearest, then corrected: the intent
+fn f64_to_f32_round_to_odd(x: f64) -> f32 {
+    let f = x as f32;
+    if !f.is_finite() || f64::from(f) == x {
+        return f;
+    }
+    let mut bits = f.to_bits();
+    if f64::from(f).abs() > x.abs() {
+        // Rounded away from zero: step back to the truncation (|f| > 0 here, so bits > 0).
+        bits -= 1;
+    }
+    f32::from_bits(bits | 1)
+}
+
 half_element!(f16, DType::F16);
 half_element!(bf16, DType::BF16);
 

@@ -231,9 +231,9 @@ impl Layout {
     pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Result<Layout> {
         let a = self.axis("axis", axis)?;
         let n = self.extent(a)?;
-        let end = start
-            .checked_add(len)
-            .ok_or(Error::Overflow { arg: "start" })?;
+        // Saturating: a range past usize::MAX is past the extent too (an `Index` error, as
+        // documented, not an `Overflow`).
+        let end = start.saturating_add(len);
         if end > n {
             return Err(Error::Index {
                 arg: "start",
@@ -256,7 +256,8 @@ impl Layout {
     /// Reorders the axes: axis `i` of the result is axis `order[i]` of `self`.
     ///
     /// # Errors
-    /// [`Error::Rank`] when `order` is not a permutation of `0..rank`.
+    /// [`Error::Rank`] when `order` does not have `rank` entries, [`Error::Param`] when it is
+    /// not a permutation of `0..rank`.
     pub fn permute(&self, order: &[usize]) -> Result<Layout> {
         let bad = Error::Param {
             arg: "order",

@@ -140,6 +140,12 @@ impl<'a, B: Backend + ?Sized, T: Scalar> ViewMut<'a, B, T> {
         (self.mem, &self.layout)
     }
 
+    /// The memory and the layout, keeping the view's lifetime: how a host backend hands a call to
+    /// another one with the same memory type (its portable fallback, often [`crate::Reference`]).
+    pub fn into_parts(self) -> (&'a mut B::Mem<T>, Layout) {
+        (self.mem, self.layout)
+    }
+
     /// The layout.
     pub fn layout(&self) -> &Layout {
         &self.layout

@@ -8,19 +8,34 @@ use crate::Failure;
 use crate::harness::{Input, Output, Tensor};
 
 /// One bad call: its name and a runner generic over the backend.
-type Call<B, T> = (&'static str, fn(&B) -> Result<Result<(), Error>, Failure>, core::marker::PhantomData<T>);
+type Call<B, T> = (
+    &'static str,
+    fn(&B) -> Result<Result<(), Error>, Failure>,
+    core::marker::PhantomData<T>,
+);
 
 fn input<B: Allocate, T: Element>(b: &B, shape: &[usize]) -> Result<Input<B, T>, Failure> {
     let n = shape.iter().product();
-    Input::new(b, &Tensor::contiguous(shape, (0..n).map(|i| i as f64).collect())?)
+    Input::new(
+        b,
+        &Tensor::contiguous(shape, (0..n).map(|i| i as f64).collect())?,
+    )
 }
 
 fn output<B: Allocate, T: Element>(b: &B, shape: &[usize]) -> Result<Output<B, T>, Failure> {
-    Output::new(b, &seqcore::Layout::contiguous(shape).map_err(Failure::setup)?, None)
+    Output::new(
+        b,
+        &seqcore::Layout::contiguous(shape).map_err(Failure::setup)?,
+        None,
+    )
 }
 
 fn output_u32<B: Allocate>(b: &B, shape: &[usize]) -> Result<Output<B, u32>, Failure> {
-    Output::new(b, &seqcore::Layout::contiguous(shape).map_err(Failure::setup)?, None)
+    Output::new(
+        b,
+        &seqcore::Layout::contiguous(shape).map_err(Failure::setup)?,
+        None,
+    )
 }
 
 macro_rules! calls {
@@ -92,7 +107,10 @@ calls! {
 
 /// The names of the bad calls, in order.
 pub fn names<T: Element>() -> Vec<&'static str> {
-    table::<Reference, T>().into_iter().map(|(n, _, _)| n).collect()
+    table::<Reference, T>()
+        .into_iter()
+        .map(|(n, _, _)| n)
+        .collect()
 }
 
 /// Runs every bad call on `b` in `T`: each must be rejected with the reference's error.
@@ -106,7 +124,11 @@ pub fn check<B: Allocate, T: Element>(b: &B) -> Result<usize, Failure> {
         let got = run(b)?.err();
         let expected = reference(&Reference)?.err();
         if expected.is_none() || got != expected {
-            return Err(Failure::Rejection { call, expected, got });
+            return Err(Failure::Rejection {
+                call,
+                expected,
+                got,
+            });
         }
     }
     Ok(theirs.len())

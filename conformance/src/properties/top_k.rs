@@ -4,10 +4,10 @@ use proptest::prelude::*;
 use seqcore::{Allocate, Backend, Element, Reference};
 
 use super::{Bench, Work, bytes, out_layout};
+use crate::Failure;
 use crate::compare::{Agreement, Bound, compare, compare_exact};
 use crate::harness::{Input, Output, Tensor, widen};
 use crate::strategies::{Specials, Storage, dim_nonzero, storage, tensor, value};
-use crate::Failure;
 
 /// One top-k call.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,17 +45,30 @@ pub fn check<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, F
     let ol = out_layout(&out_shape, case.out)?;
     let mut ov = Output::<B, T>::new(b, &ol, None)?;
     let mut oi = Output::<B, u32>::new(b, &ol, None)?;
-    b.top_k(case.k, xin.view()?, ov.view()?, oi.view()?).map_err(Failure::Kernel)?;
+    b.top_k(case.k, xin.view()?, ov.view()?, oi.view()?)
+        .map_err(Failure::Kernel)?;
     compare_exact("indices", &oi.finish(b, "indices")?, &wi)?;
-    compare("values", &widen(&ov.finish(b, "values")?), &wv, |_| Bound::EXACT)
+    compare("values", &widen(&ov.finish(b, "values")?), &wv, |_| {
+        Bound::EXACT
+    })
 }
 
 /// Top-k cases: ties (values from a small set), NaN, infinities, k from 0 to n.
 pub fn cases() -> impl Strategy<Value = Case> {
-    (proptest::collection::vec(dim_nonzero(6), 0..=2), dim_nonzero(70), storage(), any::<bool>())
+    (
+        proptest::collection::vec(dim_nonzero(6), 0..=2),
+        dim_nonzero(70),
+        storage(),
+        any::<bool>(),
+    )
         .prop_flat_map(|(mut s, n, out, ties)| {
             s.push(n);
-            let sp = Specials { neg_inf: true, pos_inf: true, nan: true, huge: false };
+            let sp = Specials {
+                neg_inf: true,
+                pos_inf: true,
+                nan: true,
+                huge: false,
+            };
             let x = if ties {
                 let v = prop_oneof![4 => (-2i32..3).prop_map(f64::from), 1 => value(1.0, sp)];
                 let count: usize = s.iter().product();
@@ -79,13 +92,27 @@ pub fn cases() -> impl Strategy<Value = Case> {
 ///
 /// # Errors
 /// Setup failures.
-pub fn bench<'a, B: Allocate, T: Element>(b: &'a B, rows: usize, n: usize, k: usize) -> Result<Bench<'a>, Failure> {
-    let x = Input::<B, T>::new(b, &Tensor::contiguous(&[rows, n], (0..rows * n).map(|i| ((i * 7919) % 10007) as f64).collect())?)?;
+pub fn bench<'a, B: Allocate, T: Element>(
+    b: &'a B,
+    rows: usize,
+    n: usize,
+    k: usize,
+) -> Result<Bench<'a>, Failure> {
+    let x = Input::<B, T>::new(
+        b,
+        &Tensor::contiguous(
+            &[rows, n],
+            (0..rows * n).map(|i| ((i * 7919) % 10007) as f64).collect(),
+        )?,
+    )?;
     let ol = out_layout(&[rows, k], Storage::Contiguous)?;
     let mut v = Output::<B, T>::new(b, &ol, None)?;
     let mut ix = Output::<B, u32>::new(b, &ol, None)?;
     Ok(Bench {
-        run: Box::new(move || b.top_k(k, x.view()?, v.view()?, ix.view()?).map_err(Failure::Kernel)),
+        run: Box::new(move || {
+            b.top_k(k, x.view()?, v.view()?, ix.view()?)
+                .map_err(Failure::Kernel)
+        }),
         work: Work::Bytes(bytes::<T>(rows * n)),
         size: format!("{rows}x{n} k={k}"),
     })

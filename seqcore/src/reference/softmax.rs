@@ -20,6 +20,10 @@ pub(super) fn softmax<T: Element>(
     if let Some(m) = &mask {
         check::shape("mask", m.layout(), x.shape())?;
     }
+    if y.layout().numel() == 0 {
+        // Nothing to write; rows of length 0 would still be walked one by one, however many.
+        return Ok(());
+    }
     let (xrows, n, xs) = x.layout().split_last();
     let (yrows, _, ys) = y.layout().split_last();
     let mrows = mask.as_ref().map(|m| m.layout().split_last());

@@ -41,6 +41,10 @@ pub(super) fn top_k<T: Element>(
             reason: "rows longer than u32::MAX cannot be indexed",
         });
     }
+    if values.layout().numel() == 0 {
+        // Nothing to write (k = 0 or no rows); do not walk the rows of `x` for nothing.
+        return Ok(());
+    }
     let (xrows, _, xs) = x.layout().split_last();
     let (vrows, _, vs) = values.layout().split_last();
     let (irows, _, is) = indices.layout().split_last();

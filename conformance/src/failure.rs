@@ -17,10 +17,10 @@ pub enum Failure {
     Rejection {
         /// The call.
         call: &'static str,
-        /// What the reference answered.
-        expected: Option<seqcore::Error>,
-        /// What the backend answered.
-        got: Option<seqcore::Error>,
+        /// What the reference answered (`None`: `Ok`).
+        expected: Option<String>,
+        /// What the backend answered (`None`: `Ok`).
+        got: Option<String>,
     },
     /// Memory outside the output view changed (`addr` counts from the view's buffer start; negative
     /// in the leading guard).
@@ -102,7 +102,7 @@ impl fmt::Display for Failure {
                 expected,
                 got,
             } => {
-                let show = |e: &Option<seqcore::Error>| match e {
+                let show = |e: &Option<String>| match e {
                     Some(e) => format!("Err({e})"),
                     None => "Ok".to_owned(),
                 };

@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+// A std-only harness: core/alloc paths buy nothing here.
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 pub mod backends;
 pub mod compare;

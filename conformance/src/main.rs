@@ -1,5 +1,6 @@
 //! `seq-conformance`: the report over every available backend, the golden-vector runner, the
 //! benchmarks, and the list of backends. See the crate README for the interface.
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 use std::io::Write as _;
 use std::path::PathBuf;

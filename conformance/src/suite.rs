@@ -125,10 +125,9 @@ impl Report {
 /// Draws `n` values from `s`, deterministically from `seed`.
 pub fn sample<S: Strategy>(s: &S, n: usize, seed: u64) -> Vec<S::Value> {
     let mut bytes = [0u8; 32];
-    for (i, b) in seed.to_le_bytes().iter().cycle().take(32).enumerate() {
-        if let Some(slot) = bytes.get_mut(i) {
-            *slot = b.wrapping_add(i as u8);
-        }
+    for (chunk, i) in bytes.chunks_mut(8).zip(0u64..) {
+        let word = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        chunk.copy_from_slice(&word.to_le_bytes());
     }
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
     let mut runner = TestRunner::new_with_rng(proptest::test_runner::Config::default(), rng);

@@ -138,8 +138,18 @@ pub fn parse_case(v: &Value) -> Result<Case, Failure> {
     let dtype_name = s("dtype")?;
     let dtype = DType::from_name(&dtype_name)
         .ok_or_else(|| bad(format!("unknown dtype `{dtype_name}`")))?;
-    let tol = v.get("tolerance").ok_or_else(|| bad("no `tolerance`"))?;
-    let t = |k: &str| tol.get(k).map(number).unwrap_or(Ok(0.0));
+    let tol = v
+        .get("tolerance")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("no `tolerance` object"))?;
+    if let Some(k) = tol.keys().find(|k| !["atol", "rtol"].contains(&k.as_str())) {
+        return Err(bad(format!("unknown tolerance key `{k}`")));
+    }
+    let t = |k: &str| {
+        tol.get(k)
+            .map(number)
+            .unwrap_or_else(|| Err(bad(format!("no tolerance `{k}`"))))
+    };
     let tolerance = Bound {
         atol: t("atol")?,
         rtol: t("rtol")?,
@@ -311,6 +321,13 @@ fn run_in<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, Fail
             let alpha = case.param_f64("alpha", Some(1.0))?;
             let beta = case.param_f64("beta", Some(0.0))?;
             let init: Option<Vec<T>> = match case.inputs.get("c") {
+                Some(c) if c.shape != case.expected("c")?.shape => {
+                    return Err(bad(format!(
+                        "input `c` has shape {:?}, expected `c` {:?}",
+                        c.shape,
+                        case.expected("c")?.shape
+                    )));
+                }
                 Some(c) => Some(c.data.iter().map(|&v| T::from_f64(v)).collect()),
                 None if beta != 0.0 => {
                     return Err(bad("`beta` is not 0 but there is no input `c`"));
@@ -355,7 +372,9 @@ fn run_in<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, Fail
                 &seqcore::Layout::contiguous(ishape).map_err(Failure::setup)?,
                 None,
             )?;
-            b.top_k(k as usize, x.view()?, v.view()?, ix.view()?)
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // integral, 0..=1e9
+            let k = k as usize;
+            b.top_k(k, x.view()?, v.view()?, ix.view()?)
                 .map_err(kernel)?;
             let want_i = case
                 .expected("indices")?
@@ -363,6 +382,8 @@ fn run_in<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, Fail
                 .iter()
                 .map(|&i| {
                     if i >= 0.0 && i.fract() == 0.0 && i <= f64::from(u32::MAX) {
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                        // checked
                         Ok(i as u32)
                     } else {
                         Err(bad(format!("index {i}")))
@@ -370,7 +391,11 @@ fn run_in<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, Fail
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             compare_exact("indices", &ix.finish(b, "indices")?, &want_i)?;
-            case.check("values", &widen(&v.finish(b, "values")?))
+            // Values are inputs moved, not computed: equal, whatever the case's tolerance.
+            let want_v = &case.expected("values")?.data;
+            compare("values", &widen(&v.finish(b, "values")?), want_v, |_| {
+                Bound::EXACT
+            })
         }
         other => Err(bad(format!(
             "unknown mechanism `{other}` (this build runs: {})",

@@ -1,6 +1,12 @@
 //! The suite catches broken backends. Each backend here hands every call to the reference but
 //! breaks one kernel the way a real bug would; `check_backend` must fail that kernel's row with
 //! the kind of failure the fault calls for, and pass every other row.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failed test"
+)]
 
 use seq_conformance::{Config, Failure, check_backend};
 use seqcore::{

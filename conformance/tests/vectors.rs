@@ -667,7 +667,8 @@ fn a_huge_extent_beside_a_zero_one_is_quick() {
     for (mechanism, inputs, expected, params) in cases {
         let v = json!({
             "format": "seq-vectors/1", "id": "t/huge", "mechanism": mechanism, "dtype": "f32",
-            "params": params, "inputs": inputs, "expected": expected, "tolerance": {}
+            "params": params, "inputs": inputs, "expected": expected,
+            "tolerance": {"atol": 0.0, "rtol": 0.0}
         });
         let case = vectors::parse_case(&v).expect("an empty tensor parses");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -906,7 +907,7 @@ fn case_json() -> impl Strategy<Value = Value> {
             1 => element(),
         ];
         let tolerance = prop_oneof![
-            12 => (prop::option::of(bound.clone()), prop::option::of(bound)).prop_map(|(a, r)| {
+            12 => (prop::option::weighted(0.97, bound.clone()), prop::option::weighted(0.97, bound)).prop_map(|(a, r)| {
                 let mut m = Map::new();
                 if let Some(a) = a {
                     m.insert("atol".into(), a);

@@ -66,9 +66,9 @@ pub fn check<B: Allocate, T: Element>(bk: &B, case: &Case) -> Result<Agreement, 
     let got = widen(&out.finish(bk, "c")?);
 
     // (|A||B|)_ij for the bound.
-    let rank = sa.len();
-    let (m, k) = (sa[rank - 2], sa[rank - 1]);
-    let n = sb[rank - 1];
+    let k = sa.last().copied().unwrap_or(0);
+    let m = sa.iter().rev().nth(1).copied().unwrap_or(0);
+    let n = sb.last().copied().unwrap_or(0);
     let abs_dot = |idx: usize| -> f64 {
         let (p, i, j) = (
             idx / (m * n).max(1),

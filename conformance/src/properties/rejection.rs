@@ -124,10 +124,11 @@ pub fn check<B: Allocate, T: Element>(b: &B) -> Result<usize, Failure> {
         let got = run(b)?.err();
         let expected = reference(&Reference)?.err();
         if expected.is_none() || got != expected {
+            let text = |e: Option<Error>| e.map(|e| e.to_string());
             return Err(Failure::Rejection {
                 call,
-                expected,
-                got,
+                expected: text(expected),
+                got: text(got),
             });
         }
     }

@@ -9,7 +9,14 @@
 
 use seqcore::{Backend, Reduce, Reference, Result, SoftmaxKind, Unary, bf16, f16};
 
-static LOGITS: [f32; 6] = [1.0, 2.0, 3.0, f32::NEG_INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY];
+static LOGITS: [f32; 6] = [
+    1.0,
+    2.0,
+    3.0,
+    f32::NEG_INFINITY,
+    f32::NEG_INFINITY,
+    f32::NEG_INFINITY,
+];
 static A: [f64; 6] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
 
 /// Runs seqcore's reference kernels on static and stack buffers; returns a checksum.
@@ -19,24 +26,48 @@ static A: [f64; 6] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
 pub fn seqcore_on_static_buffers() -> Result<f64> {
     let b = Reference;
     let mut probs = [0.0f32; 6];
-    b.softmax(SoftmaxKind::Softmax, b.view(&LOGITS, &[2, 3])?, None, b.view_mut(&mut probs, &[2, 3])?)?;
+    b.softmax(
+        SoftmaxKind::Softmax,
+        b.view(&LOGITS, &[2, 3])?,
+        None,
+        b.view_mut(&mut probs, &[2, 3])?,
+    )?;
 
     let mut c = [0.0f64; 4];
     let at = b.view(&A, &[2, 3])?.transpose(0, 1)?;
-    b.gemm(1.0, b.view(&A, &[2, 3])?, at, 0.0, b.view_mut(&mut c, &[2, 2])?)?;
+    b.gemm(
+        1.0,
+        b.view(&A, &[2, 3])?,
+        at,
+        0.0,
+        b.view_mut(&mut c, &[2, 2])?,
+    )?;
 
     let mut g = [0.0f32; 6];
-    b.unary(Unary::Gelu, b.view(&probs, &[6])?, b.view_mut(&mut g, &[6])?)?;
+    b.unary(
+        Unary::Gelu,
+        b.view(&probs, &[6])?,
+        b.view_mut(&mut g, &[6])?,
+    )?;
 
     let mut h = [f16::ZERO; 6];
     b.cast(b.view(&g, &[6])?, b.view_mut(&mut h, &[6])?)?;
     let mut s = [bf16::ZERO; 1];
     let mut hb = [bf16::ZERO; 6];
     b.cast(b.view(&h, &[6])?, b.view_mut(&mut hb, &[6])?)?;
-    b.reduce(Reduce::LogSumExp, b.view(&hb, &[6])?, b.view_mut(&mut s, &[])?)?;
+    b.reduce(
+        Reduce::LogSumExp,
+        b.view(&hb, &[6])?,
+        b.view_mut(&mut s, &[])?,
+    )?;
 
     let (mut v, mut i) = ([0.0f32; 2], [0u32; 2]);
-    b.top_k(2, b.view(&LOGITS, &[6])?, b.view_mut(&mut v, &[2])?, b.view_mut(&mut i, &[2])?)?;
+    b.top_k(
+        2,
+        b.view(&LOGITS, &[6])?,
+        b.view_mut(&mut v, &[2])?,
+        b.view_mut(&mut i, &[2])?,
+    )?;
 
     Ok(c.iter().sum::<f64>() + f64::from(s[0].to_f32()) + f64::from(i[0]))
 }

@@ -54,7 +54,8 @@ impl Bound {
 }
 
 /// Compares `got` with `expected` element by element: NaN and infinities must sit at the same
-/// places (infinities with the same sign), then every finite pair must satisfy `bound(i)`.
+/// places (infinities with the same sign), then every finite pair must satisfy `bound(i)`; where
+/// the bound is exact, a zero's sign must match as well.
 ///
 /// # Errors
 /// [`Failure::Structure`] or [`Failure::Tolerance`] naming the first or worst element.
@@ -104,6 +105,16 @@ pub fn compare(
             a.max_abs_index = i;
         }
         let b = bound(i);
+        if b == Bound::EXACT && g == 0.0 && e == 0.0 && g.is_sign_negative() != e.is_sign_negative()
+        {
+            // An exact output carries its zero's sign too (max/min, moved values, casts).
+            return Err(Failure::Structure {
+                arg,
+                index: i,
+                got: g,
+                expected: e,
+            });
+        }
         let limit = b.atol + b.rtol * e.abs();
         let ratio = if d == 0.0 {
             0.0

@@ -14,7 +14,7 @@ use seq_conformance::properties::{elementwise, gemm, reduce, softmax, top_k};
 use seqcore::{Reference, SoftmaxKind};
 
 /// Random cases per kernel, element type and test.
-const CASES: u32 = 24;
+const CASES: u32 = 32;
 /// Random cases per (source, destination) pair of the cast tests (16 tests).
 const CAST_CASES: u32 = 16;
 

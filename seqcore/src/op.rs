@@ -206,9 +206,9 @@ pub enum Binary {
     Mul,
     /// `a / b`.
     Div,
-    /// `max(a, b)`, NaN if either is NaN (PyTorch `maximum`).
+    /// `max(a, b)`, NaN if either is NaN (PyTorch `maximum`), `+0` above `-0` (IEEE 754-2019).
     Max,
-    /// `min(a, b)`, NaN if either is NaN (PyTorch `minimum`).
+    /// `min(a, b)`, NaN if either is NaN (PyTorch `minimum`), `-0` below `+0` (IEEE 754-2019).
     Min,
 }
 
@@ -242,22 +242,32 @@ impl Binary {
             Binary::Sub => a - b,
             Binary::Mul => a * b,
             Binary::Div => a / b,
-            Binary::Max | Binary::Min if a.is_nan() || b.is_nan() => R::nan(),
-            Binary::Max => {
-                if b > a {
-                    b
-                } else {
-                    a
-                }
-            }
-            Binary::Min => {
-                if b < a {
-                    b
-                } else {
-                    a
-                }
-            }
+            Binary::Max => maximum(a, b),
+            Binary::Min => minimum(a, b),
         }
+    }
+}
+
+/// IEEE 754-2019 `maximum`: NaN if either is NaN, and `+0` above `-0`, so the result does not
+/// depend on the order of the operands.
+pub(crate) fn maximum<R: Real>(a: R, b: R) -> R {
+    if a.is_nan() || b.is_nan() {
+        R::nan()
+    } else if a > b || (a == b && b.is_sign_negative()) {
+        a
+    } else {
+        b
+    }
+}
+
+/// IEEE 754-2019 `minimum`: NaN if either is NaN, and `-0` below `+0`.
+pub(crate) fn minimum<R: Real>(a: R, b: R) -> R {
+    if a.is_nan() || b.is_nan() {
+        R::nan()
+    } else if a < b || (a == b && a.is_sign_negative()) {
+        a
+    } else {
+        b
     }
 }
 
@@ -269,9 +279,9 @@ pub enum Reduce {
     Sum,
     /// `sum x / n` (NaN for an empty row, as PyTorch).
     Mean,
-    /// Largest element (`-inf` for an empty row).
+    /// Largest element (`-inf` for an empty row; `+0` above `-0`).
     Max,
-    /// Smallest element (`+inf` for an empty row).
+    /// Smallest element (`+inf` for an empty row; `-0` below `+0`).
     Min,
     /// `ln sum e^x`, computed as `m + ln sum e^(x - m)` (`-inf` for an empty or all `-inf` row,
     /// `+inf` when the row holds `+inf`).

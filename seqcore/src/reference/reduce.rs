@@ -4,7 +4,7 @@ use super::{Reference, at, put};
 use crate::check;
 use crate::element::{Element, Real};
 use crate::error::Result;
-use crate::op::Reduce;
+use crate::op::{Reduce, maximum, minimum};
 use crate::view::{View, ViewMut};
 
 pub(super) fn reduce<T: Element>(
@@ -31,11 +31,9 @@ fn row<R: Real>(op: Reduce, n: usize, x: impl Fn(usize) -> Result<R>) -> Result<
     for j in 0..n {
         let v = x(j)?;
         nan |= v.is_nan();
-        if v > max {
-            max = v;
-        }
-        if v < min {
-            min = v;
+        if !v.is_nan() {
+            max = maximum(max, v);
+            min = minimum(min, v);
         }
         if v.abs() > max_abs {
             max_abs = v.abs();

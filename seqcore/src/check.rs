@@ -1,6 +1,7 @@
 //! Argument checks shared by every backend, so that each rejects the same inputs with the same
 //! [`Error`]. A backend calls these first, then runs its kernel on arguments known to be sound.
 
+use crate::element::Real;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
@@ -43,6 +44,23 @@ pub fn finite(arg: &'static str, x: f64) -> Result<f64> {
         Err(Error::Param {
             arg,
             reason: "must be finite",
+        })
+    }
+}
+
+/// A finite parameter as the accumulation type `R` holds it (`1e300` is finite in f64 but not in
+/// f32).
+///
+/// # Errors
+/// [`Error::Param`] naming `arg` when `x`, or `x` rounded to `R`, is NaN or infinite.
+pub fn finite_in<R: Real>(arg: &'static str, x: f64) -> Result<R> {
+    let r = R::lit(finite(arg, x)?);
+    if r.is_finite() {
+        Ok(r)
+    } else {
+        Err(Error::Param {
+            arg,
+            reason: "must be finite in the accumulation type",
         })
     }
 }

@@ -6,7 +6,7 @@
 //! f32 and f64 in f64, so the reference backend run at f64 is the oracle of the project.
 
 use core::fmt::{Debug, Display};
-use core::ops::{AddAssign, MulAssign};
+use core::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub};
 
 use half::{bf16, f16};
 
@@ -109,16 +109,56 @@ pub trait Element: Scalar + PartialOrd + Display {
     fn from_f64(x: f64) -> Self;
 }
 
-/// The accumulation types, f32 and f64: IEEE arithmetic and the transcendental functions of
-/// [`num_traits::Float`], which seqcore builds on `libm` (it never enables `num-traits/std`), so a
-/// result does not depend on this crate's features or on the platform's C library.
+/// The accumulation types, f32 and f64: IEEE arithmetic and the functions the kernels need.
+///
+/// The transcendental functions are `libm`'s, with and without `std`, so a result depends neither
+/// on this crate's features nor on the platform's C library (std's `f32::exp` calls the system
+/// `libm`, whose last bits vary between platforms).
 pub trait Real:
-    Element<Acc = Self> + num_traits::Float + AddAssign + MulAssign + Debug + Display
+    Element<Acc = Self>
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + MulAssign
 {
     /// Converts an f64 constant (rounded to nearest).
     fn lit(x: f64) -> Self;
+    /// `0`.
+    fn zero() -> Self;
+    /// `1`.
+    fn one() -> Self;
+    /// `+inf`.
+    fn infinity() -> Self;
+    /// `-inf`.
+    fn neg_infinity() -> Self;
+    /// A quiet NaN.
+    fn nan() -> Self;
+    /// `e^x`.
+    fn exp(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// `ln(1 + x)`, accurate near 0.
+    fn ln_1p(self) -> Self;
+    /// Hyperbolic tangent.
+    fn tanh(self) -> Self;
+    /// Square root.
+    fn sqrt(self) -> Self;
     /// Complementary error function `1 - erf(x)`, accurate where `erf(x)` is near 1.
     fn erfc(self) -> Self;
+    /// `|x|`.
+    fn abs(self) -> Self;
+    /// True for NaN.
+    fn is_nan(self) -> bool;
+    /// True for `+inf` and `-inf`.
+    fn is_infinite(self) -> bool;
+    /// True for everything but NaN and infinities.
+    fn is_finite(self) -> bool;
+    /// True when the sign bit is set (`-0.0` included).
+    fn is_sign_negative(self) -> bool;
 }
 
 impl Element for f32 {
@@ -200,21 +240,81 @@ fn f64_to_f32_round_to_odd(x: f64) -> f32 {
 half_element!(f16, DType::F16);
 half_element!(bf16, DType::BF16);
 
-impl Real for f32 {
-    #[allow(clippy::cast_possible_truncation)] // rounds to nearest: the intent
-    fn lit(x: f64) -> f32 {
-        x as f32
-    }
-    fn erfc(self) -> f32 {
-        libm::erfcf(self)
-    }
+macro_rules! real {
+    ($t:ident, $exp:path, $ln:path, $ln1p:path, $tanh:path, $sqrt:path, $erfc:path, $abs:path) => {
+        impl Real for $t {
+            #[allow(clippy::cast_possible_truncation)] // rounds to nearest: the intent
+            fn lit(x: f64) -> $t {
+                x as $t
+            }
+            fn zero() -> $t {
+                0.0
+            }
+            fn one() -> $t {
+                1.0
+            }
+            fn infinity() -> $t {
+                $t::INFINITY
+            }
+            fn neg_infinity() -> $t {
+                $t::NEG_INFINITY
+            }
+            fn nan() -> $t {
+                $t::NAN
+            }
+            fn exp(self) -> $t {
+                $exp(self)
+            }
+            fn ln(self) -> $t {
+                $ln(self)
+            }
+            fn ln_1p(self) -> $t {
+                $ln1p(self)
+            }
+            fn tanh(self) -> $t {
+                $tanh(self)
+            }
+            fn sqrt(self) -> $t {
+                $sqrt(self)
+            }
+            fn erfc(self) -> $t {
+                $erfc(self)
+            }
+            fn abs(self) -> $t {
+                $abs(self)
+            }
+            fn is_nan(self) -> bool {
+                $t::is_nan(self)
+            }
+            fn is_infinite(self) -> bool {
+                $t::is_infinite(self)
+            }
+            fn is_finite(self) -> bool {
+                $t::is_finite(self)
+            }
+            fn is_sign_negative(self) -> bool {
+                $t::is_sign_negative(self)
+            }
+        }
+    };
 }
-
-impl Real for f64 {
-    fn lit(x: f64) -> f64 {
-        x
-    }
-    fn erfc(self) -> f64 {
-        libm::erfc(self)
-    }
-}
+real!(
+    f32,
+    libm::expf,
+    libm::logf,
+    libm::log1pf,
+    libm::tanhf,
+    libm::sqrtf,
+    libm::erfcf,
+    libm::fabsf
+);
+real!(
+    f64,
+    libm::exp,
+    libm::log,
+    libm::log1p,
+    libm::tanh,
+    libm::sqrt,
+    libm::erfc,
+    libm::fabs
+);

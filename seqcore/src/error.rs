@@ -89,7 +89,10 @@ pub enum Error {
         /// The argument at fault.
         arg: &'static str,
     },
-    /// A writable view addresses some element twice (a zero or too small stride).
+    /// A writable view may address some element twice (a zero or too small stride). The check is
+    /// the usual sufficient one (axes sorted by stride, each stride past the reach of the smaller
+    /// ones, as PyTorch's `is_non_overlapping_and_dense`), so it also refuses a few interleaved
+    /// layouts that happen not to collide, such as shape `[2, 3]` with strides `[3, 2]`.
     Overlap {
         /// The argument at fault.
         arg: &'static str,

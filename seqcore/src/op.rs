@@ -4,7 +4,7 @@
 //! written once, in the accumulation type, and are what the reference backend runs.
 
 use crate::element::Real;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Normalisation over the last axis: softmax or its logarithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -121,16 +121,16 @@ impl Unary {
         Unary::ALL.into_iter().find(|u| u.name() == name)
     }
 
-    /// Checks the parameter.
+    /// Checks the parameter for computation in `R`.
     ///
     /// # Errors
-    /// [`Error::Param`] when the constant of `Scale` or `AddScalar` is not finite.
-    pub fn validate(self) -> Result<Self> {
+    /// [`crate::Error::Param`] naming `op` when the constant of `Scale` or `AddScalar` is not finite, or
+    /// not finite once rounded to `R`.
+    pub fn validate<R: Real>(self) -> Result<Self> {
         match self {
-            Unary::Scale(c) | Unary::AddScalar(c) if !c.is_finite() => Err(Error::Param {
-                arg: "op",
-                reason: "constant must be finite",
-            }),
+            Unary::Scale(c) | Unary::AddScalar(c) => {
+                crate::check::finite_in::<R>("op", c).map(|_| self)
+            }
             _ => Ok(self),
         }
     }

@@ -587,7 +587,7 @@ fn elementwise_case<T: Element>(
     }
     let op = unary_op(which, c);
     // The scalar definitions themselves take any value.
-    let _ = op.validate();
+    let _ = op.validate::<f32>();
     let _ = op.apply(c);
     t.record(B.unary(op, x, y.reborrow()));
     let bop = Binary::ALL[usize::from(which) % Binary::ALL.len()];
@@ -721,8 +721,8 @@ fn host_transfers_and_checks_never_panic() {
         let _ = seqcore::DType::from_name(&name);
         let _ = Unary::from_name(&name);
         let _ = Reduce::from_name(&name);
-        let _ = Unary::Scale(x).validate();
-        let _ = Unary::AddScalar(x).validate().map(|u| u.apply(x));
+        let _ = Unary::Scale(x).validate::<f32>();
+        let _ = Unary::AddScalar(x).validate::<f64>().map(|u| u.apply(x));
     });
     t.assert_both("host transfers and checks");
 }
@@ -1082,4 +1082,39 @@ fn every_error_message_names_its_argument() {
         reason: "no driver",
     };
     assert!(e.to_string().contains("cuda") && e.to_string().contains("no driver"));
+}
+
+#[test]
+fn parameters_must_be_finite_in_the_accumulation_type() {
+    // 1e300 is a finite f64 but overflows the f32 that f32, f16 and bf16 compute in.
+    let b = Reference;
+    let (a, x) = ([1.0f32; 4], [1.0f32; 4]);
+    let mut c = [0.0f32; 4];
+    let r = b.gemm(
+        1e300,
+        b.view(&a, &[2, 2]).unwrap(),
+        b.view(&x, &[2, 2]).unwrap(),
+        0.0,
+        b.view_mut(&mut c, &[2, 2]).unwrap(),
+    );
+    assert!(matches!(r, Err(Error::Param { arg: "alpha", .. })), "{r:?}");
+    let mut y = [0.0f32; 4];
+    let r = b.unary(
+        Unary::Scale(1e300),
+        b.view(&a, &[4]).unwrap(),
+        b.view_mut(&mut y, &[4]).unwrap(),
+    );
+    assert!(matches!(r, Err(Error::Param { arg: "op", .. })), "{r:?}");
+    // In f64 the same calls are fine.
+    let (a, x) = ([1.0f64; 4], [1.0f64; 4]);
+    let mut c = [0.0f64; 4];
+    b.gemm(
+        1e300,
+        b.view(&a, &[2, 2]).unwrap(),
+        b.view(&x, &[2, 2]).unwrap(),
+        0.0,
+        b.view_mut(&mut c, &[2, 2]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c, [2e300; 4]);
 }

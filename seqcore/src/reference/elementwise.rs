@@ -12,7 +12,7 @@ pub(super) fn unary<T: Element>(
     x: View<'_, Reference, T>,
     mut y: ViewMut<'_, Reference, T>,
 ) -> Result<()> {
-    let op = op.validate()?;
+    let op = op.validate::<T::Acc>()?;
     check::shape("y", y.layout(), x.shape())?;
     let (ym, yl) = y.parts();
     for (xo, yo) in x.layout().offsets().zip(yl.offsets()) {

@@ -6,8 +6,6 @@ use crate::element::{Element, Real};
 use crate::error::Result;
 use crate::layout::Layout;
 use crate::view::{View, ViewMut};
-use num_traits::Zero;
-
 pub(super) fn gemm<T: Element>(
     alpha: f64,
     a: View<'_, Reference, T>,
@@ -15,9 +13,9 @@ pub(super) fn gemm<T: Element>(
     beta: f64,
     mut c: ViewMut<'_, Reference, T>,
 ) -> Result<()> {
-    let alpha = T::Acc::lit(check::finite("alpha", alpha)?);
+    let alpha = check::finite_in::<T::Acc>("alpha", alpha)?;
     let beta_f = check::finite("beta", beta)?;
-    let beta = T::Acc::lit(beta_f);
+    let beta = check::finite_in::<T::Acc>("beta", beta_f)?;
     let d = check::gemm(a.layout(), b.layout(), c.layout())?;
     if c.layout().numel() == 0 {
         // Nothing to write (the loops would still walk `batch x m` empty rows, however many).

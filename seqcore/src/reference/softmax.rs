@@ -1,11 +1,9 @@
 //! Softmax and log-softmax over rows, with max subtraction (two passes over the row, then one to
 //! write).
 
-use num_traits::{Float, Zero};
-
 use super::{Reference, at, put};
 use crate::check;
-use crate::element::Element;
+use crate::element::{Element, Real};
 use crate::error::Result;
 use crate::op::SoftmaxKind;
 use crate::view::{View, ViewMut};

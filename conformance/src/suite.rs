@@ -196,6 +196,19 @@ impl Acc {
         }
     }
 
+    /// The fixed edge cases, unless this is a timing-only run; if they cannot be built, that is
+    /// a failed case of the row, not a silent gap.
+    fn fixed<C>(&mut self, config: &Config, cases: Result<Vec<C>, Failure>) -> Vec<C> {
+        match cases {
+            _ if !config.checks => Vec::new(),
+            Ok(v) => v,
+            Err(f) => {
+                self.add(&"edge cases", Err(f));
+                Vec::new()
+            }
+        }
+    }
+
     fn time(&mut self, config: &Config, bench: Result<Bench<'_>, Failure>) {
         if let Some(t) = config.timing {
             match bench.and_then(|b| perf::time(b, t)) {
@@ -206,22 +219,13 @@ impl Acc {
     }
 }
 
-/// The fixed edge cases, unless this is a timing-only run. They cannot fail to build; if they did,
-/// the kernel's row would show fewer cases.
-fn fixed<C>(config: &Config, cases: Result<Vec<C>, Failure>) -> Vec<C> {
-    if config.checks {
-        cases.unwrap_or_default()
-    } else {
-        Vec::new()
-    }
-}
-
 fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row>) {
     let seed = config.seed ^ (T::DTYPE as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let n = if config.checks { config.cases } else { 0 };
     if config.wants("gemm") {
         let mut acc = Acc::new::<B, T>(b, "gemm");
-        let cases = fixed(config, p::gemm::edge_cases())
+        let cases = acc
+            .fixed(config, p::gemm::edge_cases())
             .into_iter()
             .chain(sample(&p::gemm::cases(), n, seed));
         for c in cases {
@@ -238,7 +242,8 @@ fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row
             continue;
         }
         let mut acc = Acc::new::<B, T>(b, kernel);
-        let edge = fixed(config, p::softmax::edge_cases())
+        let edge = acc
+            .fixed(config, p::softmax::edge_cases())
             .into_iter()
             .filter(|c| c.kind == kind);
         let random = sample(&p::softmax::cases(), n, seed ^ 1)
@@ -252,7 +257,8 @@ fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row
     }
     if config.wants("unary") {
         let mut acc = Acc::new::<B, T>(b, "unary");
-        let cases = fixed(config, p::elementwise::unary_edge_cases())
+        let cases = acc
+            .fixed(config, p::elementwise::unary_edge_cases())
             .into_iter()
             .chain(sample(&p::elementwise::unary_cases(), n * 2, seed ^ 2));
         for c in cases {
@@ -271,7 +277,8 @@ fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row
     }
     if config.wants("reduce") {
         let mut acc = Acc::new::<B, T>(b, "reduce");
-        let cases = fixed(config, p::reduce::edge_cases())
+        let cases = acc
+            .fixed(config, p::reduce::edge_cases())
             .into_iter()
             .chain(sample(&p::reduce::cases(), n, seed ^ 4));
         for c in cases {

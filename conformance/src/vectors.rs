@@ -179,24 +179,16 @@ pub fn load(path: &Path) -> Vec<Entry> {
     collect(path, &mut files);
     let mut out = Vec::new();
     for file in files {
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) => {
-                out.push(Entry {
-                    id: file.display().to_string(),
-                    file,
-                    case: Err(bad(format!("cannot read: {e}"))),
-                });
-                continue;
-            }
-        };
-        let value: Value = match serde_json::from_str(&text) {
+        let read = std::fs::read_to_string(&file).map_err(|e| format!("cannot read: {e}"));
+        let value = read
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| format!("bad JSON: {e}")));
+        let value = match value {
             Ok(v) => v,
-            Err(e) => {
+            Err(why) => {
                 out.push(Entry {
                     id: file.display().to_string(),
                     file,
-                    case: Err(bad(format!("bad JSON: {e}"))),
+                    case: Err(bad(why)),
                 });
                 continue;
             }

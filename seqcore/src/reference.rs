@@ -56,18 +56,19 @@ fn put<T>(s: &mut [T], i: usize, v: T) -> Result<()> {
     Ok(())
 }
 
-fn same_len(src: usize, dst: usize) -> Result<()> {
-    if src == dst {
-        Ok(())
-    } else {
-        Err(Error::Shape {
+/// Host to host: both directions of a host backend's transfers.
+fn copy<T: Copy>(src: &[T], dst: &mut [T]) -> Result<()> {
+    if src.len() != dst.len() {
+        return Err(Error::Shape {
             arg: "dst",
             axis: 0,
-            got: dst,
-            expected: src,
-            shape: crate::Dims::new(&[dst]),
-        })
+            got: dst.len(),
+            expected: src.len(),
+            shape: crate::Dims::new(&[dst.len()]),
+        });
     }
+    dst.copy_from_slice(src);
+    Ok(())
 }
 
 impl Backend for Reference {
@@ -82,15 +83,11 @@ impl Backend for Reference {
     }
 
     fn write<T: Scalar>(&self, src: &[T], dst: &mut [T]) -> Result<()> {
-        same_len(src.len(), dst.len())?;
-        dst.copy_from_slice(src);
-        Ok(())
+        copy(src, dst)
     }
 
     fn read<T: Scalar>(&self, src: &[T], dst: &mut [T]) -> Result<()> {
-        same_len(src.len(), dst.len())?;
-        dst.copy_from_slice(src);
-        Ok(())
+        copy(src, dst)
     }
 
     fn gemm<T: Element>(

@@ -219,8 +219,8 @@ impl<B: Allocate, T: Scalar> Output<B, T> {
         .map_err(Failure::setup)
     }
 
-    /// Downloads the output, checks that no address outside the view changed and that every
-    /// address inside was written, and returns the values in row-major order.
+    /// Downloads the output, checks that every address inside the view was written and that no
+    /// address outside it changed, and returns the values in row-major order.
     ///
     /// # Errors
     /// [`Failure::Guard`] or [`Failure::Unwritten`] naming the first bad address.
@@ -235,14 +235,6 @@ impl<B: Allocate, T: Scalar> Output<B, T> {
                 *f = true;
             }
         }
-        for (addr, (v, &ins)) in host.iter().zip(&inside).enumerate() {
-            if !ins && !same_bits(v, &p) {
-                return Err(Failure::Guard {
-                    arg,
-                    addr: addr as isize - GUARD as isize,
-                });
-            }
-        }
         let mut out = Vec::with_capacity(self.layout.numel());
         for (i, o) in self.layout.offsets().enumerate() {
             let v = host.get(o).copied().unwrap_or(p);
@@ -250,6 +242,14 @@ impl<B: Allocate, T: Scalar> Output<B, T> {
                 return Err(Failure::Unwritten { arg, index: i });
             }
             out.push(v);
+        }
+        for (addr, (v, &ins)) in host.iter().zip(&inside).enumerate() {
+            if !ins && !same_bits(v, &p) {
+                return Err(Failure::Guard {
+                    arg,
+                    addr: addr as isize - GUARD as isize,
+                });
+            }
         }
         Ok(out)
     }

@@ -163,8 +163,18 @@ fn print_table(peak: &Peak, rows: &[Row], perf_mode: bool) {
     } else {
         let _ = writeln!(
             out,
-            "{:<12} {:<10} {:<5} {:>6} {:<5} {:>10} {:>10} {:>10} {:<8} {:>7}",
-            "kernel", "backend", "dtype", "cases", "", "nmse", "max-abs", "rate", "unit", "% peak"
+            "{:<12} {:<10} {:<5} {:>6} {:<5} {:>10} {:>10} {:>8} {:>10} {:<8} {:>7}",
+            "kernel",
+            "backend",
+            "dtype",
+            "cases",
+            "",
+            "nmse",
+            "max-abs",
+            "of bound",
+            "rate",
+            "unit",
+            "% peak"
         );
     }
     for r in rows {
@@ -188,7 +198,7 @@ fn print_table(peak: &Peak, rows: &[Row], perf_mode: bool) {
             let verdict = if r.passed() { "pass" } else { "FAIL" };
             let _ = writeln!(
                 out,
-                "{:<12} {:<10} {:<5} {:>6} {:<5} {:>10.2e} {:>10.2e} {:>10} {:<8} {:>7}",
+                "{:<12} {:<10} {:<5} {:>6} {:<5} {:>10.2e} {:>10.2e} {:>8.2} {:>10} {:<8} {:>7}",
                 r.kernel,
                 r.backend,
                 r.dtype,
@@ -196,6 +206,7 @@ fn print_table(peak: &Peak, rows: &[Row], perf_mode: bool) {
                 verdict,
                 r.agreement.nmse,
                 r.agreement.max_abs,
+                r.agreement.worst_ratio,
                 rate,
                 unit,
                 frac

@@ -74,17 +74,6 @@ impl Tensor {
     pub fn rounded<T: Element>(&self) -> Vec<f64> {
         self.values.iter().map(|&v| round::<T>(v)).collect()
     }
-
-    /// The same values, densely packed.
-    pub fn packed(&self) -> Tensor {
-        // A contiguous layout of a valid shape cannot fail.
-        let layout = Layout::contiguous(self.shape()).unwrap_or(self.layout);
-        Tensor {
-            layout,
-            buffer_len: layout.end(),
-            values: self.values.clone(),
-        }
-    }
 }
 
 /// `x` rounded to `T` (once, to nearest even) and widened back to f64.

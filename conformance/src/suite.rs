@@ -163,34 +163,28 @@ pub fn check_backend<B: Allocate>(backend: &B, config: &Config) -> Report {
     Report { rows }
 }
 
-struct Acc {
-    row: Row,
-}
-
-impl Acc {
-    fn new<B: Allocate, T: Element>(b: &B, kernel: &'static str) -> Acc {
-        Acc {
-            row: Row {
-                kernel,
-                backend: b.name(),
-                dtype: T::DTYPE,
-                cases: 0,
-                failed: 0,
-                agreement: Agreement::default(),
-                first_failure: None,
-                timing: None,
-            },
+impl Row {
+    fn new<B: Allocate, T: Element>(b: &B, kernel: &'static str) -> Row {
+        Row {
+            kernel,
+            backend: b.name(),
+            dtype: T::DTYPE,
+            cases: 0,
+            failed: 0,
+            agreement: Agreement::default(),
+            first_failure: None,
+            timing: None,
         }
     }
 
     fn add<C: core::fmt::Debug>(&mut self, case: &C, r: Result<Agreement, Failure>) {
-        self.row.cases += 1;
+        self.cases += 1;
         match r {
-            Ok(a) => self.row.agreement = self.row.agreement.worst(a),
+            Ok(a) => self.agreement = self.agreement.worst(a),
             Err(f) => {
-                self.row.failed += 1;
-                if self.row.first_failure.is_none() {
-                    self.row.first_failure = Some((describe(case), f));
+                self.failed += 1;
+                if self.first_failure.is_none() {
+                    self.first_failure = Some((describe(case), f));
                 }
             }
         }
@@ -212,7 +206,7 @@ impl Acc {
     fn time(&mut self, config: &Config, bench: Result<Bench<'_>, Failure>) {
         if let Some(t) = config.timing {
             match bench.and_then(|b| perf::time(b, t)) {
-                Ok(timing) => self.row.timing = Some(timing),
+                Ok(timing) => self.timing = Some(timing),
                 Err(f) => self.add(&"timing", Err(f)),
             }
         }
@@ -223,16 +217,16 @@ fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row
     let seed = config.seed ^ (T::DTYPE as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let n = if config.checks { config.cases } else { 0 };
     if config.wants("gemm") {
-        let mut acc = Acc::new::<B, T>(b, "gemm");
-        let cases = acc
+        let mut row = Row::new::<B, T>(b, "gemm");
+        let cases = row
             .fixed(config, p::gemm::edge_cases())
             .into_iter()
             .chain(sample(&p::gemm::cases(), n, seed));
         for c in cases {
-            acc.add(&c, p::gemm::check::<B, T>(b, &c));
+            row.add(&c, p::gemm::check::<B, T>(b, &c));
         }
-        acc.time(config, p::gemm::bench::<B, T>(b, 128, 128, 128));
-        rows.push(acc.row);
+        row.time(config, p::gemm::bench::<B, T>(b, 128, 128, 128));
+        rows.push(row);
     }
     for (kernel, kind) in [
         ("softmax", SoftmaxKind::Softmax),
@@ -241,8 +235,8 @@ fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row
         if !config.wants(kernel) {
             continue;
         }
-        let mut acc = Acc::new::<B, T>(b, kernel);
-        let edge = acc
+        let mut row = Row::new::<B, T>(b, kernel);
+        let edge = row
             .fixed(config, p::softmax::edge_cases())
             .into_iter()
             .filter(|c| c.kind == kind);
@@ -250,70 +244,70 @@ fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row
             .into_iter()
             .map(|c| p::softmax::Case { kind, ..c });
         for c in edge.chain(random) {
-            acc.add(&c, p::softmax::check::<B, T>(b, &c));
+            row.add(&c, p::softmax::check::<B, T>(b, &c));
         }
-        acc.time(config, p::softmax::bench::<B, T>(b, kind, 64, 1024));
-        rows.push(acc.row);
+        row.time(config, p::softmax::bench::<B, T>(b, kind, 64, 1024));
+        rows.push(row);
     }
     if config.wants("unary") {
-        let mut acc = Acc::new::<B, T>(b, "unary");
-        let cases = acc
+        let mut row = Row::new::<B, T>(b, "unary");
+        let cases = row
             .fixed(config, p::elementwise::unary_edge_cases())
             .into_iter()
             .chain(sample(&p::elementwise::unary_cases(), n * 2, seed ^ 2));
         for c in cases {
-            acc.add(&c, p::elementwise::check_unary::<B, T>(b, &c));
+            row.add(&c, p::elementwise::check_unary::<B, T>(b, &c));
         }
-        acc.time(config, p::elementwise::bench_unary::<B, T>(b, 1 << 16));
-        rows.push(acc.row);
+        row.time(config, p::elementwise::bench_unary::<B, T>(b, 1 << 16));
+        rows.push(row);
     }
     if config.wants("binary") {
-        let mut acc = Acc::new::<B, T>(b, "binary");
+        let mut row = Row::new::<B, T>(b, "binary");
         for c in sample(&p::elementwise::binary_cases(), n, seed ^ 3) {
-            acc.add(&c, p::elementwise::check_binary::<B, T>(b, &c));
+            row.add(&c, p::elementwise::check_binary::<B, T>(b, &c));
         }
-        acc.time(config, p::elementwise::bench_binary::<B, T>(b, 1 << 16));
-        rows.push(acc.row);
+        row.time(config, p::elementwise::bench_binary::<B, T>(b, 1 << 16));
+        rows.push(row);
     }
     if config.wants("reduce") {
-        let mut acc = Acc::new::<B, T>(b, "reduce");
-        let cases = acc
+        let mut row = Row::new::<B, T>(b, "reduce");
+        let cases = row
             .fixed(config, p::reduce::edge_cases())
             .into_iter()
             .chain(sample(&p::reduce::cases(), n, seed ^ 4));
         for c in cases {
-            acc.add(&c, p::reduce::check::<B, T>(b, &c));
+            row.add(&c, p::reduce::check::<B, T>(b, &c));
         }
-        acc.time(config, p::reduce::bench::<B, T>(b, Reduce::Sum, 256, 1024));
-        rows.push(acc.row);
+        row.time(config, p::reduce::bench::<B, T>(b, Reduce::Sum, 256, 1024));
+        rows.push(row);
     }
     if config.wants("cast") {
-        let mut acc = Acc::new::<B, T>(b, "cast");
+        let mut row = Row::new::<B, T>(b, "cast");
         for (x, y) in sample(&p::elementwise::cast_inputs(), n, seed ^ 5) {
-            acc.add(&x, p::elementwise::check_cast::<B, T, f64>(b, &x, y));
-            acc.add(&x, p::elementwise::check_cast::<B, T, f32>(b, &x, y));
-            acc.add(&x, p::elementwise::check_cast::<B, T, f16>(b, &x, y));
-            acc.add(&x, p::elementwise::check_cast::<B, T, bf16>(b, &x, y));
+            row.add(&x, p::elementwise::check_cast::<B, T, f64>(b, &x, y));
+            row.add(&x, p::elementwise::check_cast::<B, T, f32>(b, &x, y));
+            row.add(&x, p::elementwise::check_cast::<B, T, f16>(b, &x, y));
+            row.add(&x, p::elementwise::check_cast::<B, T, bf16>(b, &x, y));
         }
-        acc.time(config, p::elementwise::bench_cast::<B, T>(b, 1 << 16));
-        rows.push(acc.row);
+        row.time(config, p::elementwise::bench_cast::<B, T>(b, 1 << 16));
+        rows.push(row);
     }
     if config.wants("top_k") {
-        let mut acc = Acc::new::<B, T>(b, "top_k");
+        let mut row = Row::new::<B, T>(b, "top_k");
         for c in sample(&p::top_k::cases(), n, seed ^ 6) {
-            acc.add(&c, p::top_k::check::<B, T>(b, &c));
+            row.add(&c, p::top_k::check::<B, T>(b, &c));
         }
-        acc.time(config, p::top_k::bench::<B, T>(b, 64, 1024, 8));
-        rows.push(acc.row);
+        row.time(config, p::top_k::bench::<B, T>(b, 64, 1024, 8));
+        rows.push(row);
     }
     if config.wants("rejection") && config.checks {
-        let mut acc = Acc::new::<B, T>(b, "rejection");
+        let mut row = Row::new::<B, T>(b, "rejection");
         match p::rejection::check::<B, T>(b) {
             Ok(count) => {
-                acc.row.cases = count;
+                row.cases = count;
             }
-            Err(f) => acc.add(&"bad-input table", Err(f)),
+            Err(f) => row.add(&"bad-input table", Err(f)),
         }
-        rows.push(acc.row);
+        rows.push(row);
     }
 }

@@ -105,14 +105,6 @@ calls! {
     },
 }
 
-/// The names of the bad calls, in order.
-pub fn names<T: Element>() -> Vec<&'static str> {
-    table::<Reference, T>()
-        .into_iter()
-        .map(|(n, _, _)| n)
-        .collect()
-}
-
 /// Runs every bad call on `b` in `T`: each must be rejected with the reference's error.
 ///
 /// # Errors

@@ -7,6 +7,7 @@ pub mod backends;
 pub mod compare;
 mod failure;
 pub mod harness;
+pub mod mechanisms;
 pub mod perf;
 pub mod properties;
 pub mod strategies;
@@ -15,4 +16,4 @@ pub mod tolerance;
 pub mod vectors;
 
 pub use failure::Failure;
-pub use suite::{Config, KERNELS, Report, Row, check_backend, sample};
+pub use suite::{Config, KERNELS, Report, Row, check_backend, kernels, sample};

@@ -62,12 +62,12 @@ impl Config {
         }
     }
 
-    fn wants(&self, kernel: &str) -> bool {
+    pub(crate) fn wants(&self, kernel: &str) -> bool {
         self.filter.as_ref().is_none_or(|r| r.is_match(kernel))
     }
 }
 
-/// The kernels of the suite, in report order.
+/// The seqcore kernels of the suite, in report order (the mechanisms' rows follow: [`kernels`]).
 pub const KERNELS: [&str; 9] = [
     "gemm",
     "softmax",
@@ -80,10 +80,19 @@ pub const KERNELS: [&str; 9] = [
     "rejection",
 ];
 
+/// Every row name of the suite: the seqcore [`KERNELS`], then each mechanism crate's rows.
+pub fn kernels() -> Vec<&'static str> {
+    KERNELS
+        .iter()
+        .chain(crate::mechanisms::KERNELS.iter().copied().flatten())
+        .copied()
+        .collect()
+}
+
 /// One kernel in one element type on one backend.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
-    /// Kernel name (one of [`KERNELS`]).
+    /// Kernel name (one of [`kernels`]).
     pub kernel: &'static str,
     /// Backend name.
     pub backend: &'static str,
@@ -164,7 +173,7 @@ pub fn check_backend<B: Allocate>(backend: &B, config: &Config) -> Report {
 }
 
 impl Row {
-    fn new<B: Allocate, T: Element>(b: &B, kernel: &'static str) -> Row {
+    pub(crate) fn new<B: Allocate, T: Element>(b: &B, kernel: &'static str) -> Row {
         Row {
             kernel,
             backend: b.name(),
@@ -177,7 +186,7 @@ impl Row {
         }
     }
 
-    fn add<C: core::fmt::Debug>(&mut self, case: &C, r: Result<Agreement, Failure>) {
+    pub(crate) fn add<C: core::fmt::Debug>(&mut self, case: &C, r: Result<Agreement, Failure>) {
         self.cases += 1;
         match r {
             Ok(a) => self.agreement = self.agreement.worst(a),
@@ -192,7 +201,7 @@ impl Row {
 
     /// The fixed edge cases, unless this is a timing-only run; if they cannot be built, that is
     /// a failed case of the row, not a silent gap.
-    fn fixed<C>(&mut self, config: &Config, cases: Result<Vec<C>, Failure>) -> Vec<C> {
+    pub(crate) fn fixed<C>(&mut self, config: &Config, cases: Result<Vec<C>, Failure>) -> Vec<C> {
         match cases {
             _ if !config.checks => Vec::new(),
             Ok(v) => v,
@@ -203,7 +212,7 @@ impl Row {
         }
     }
 
-    fn time(&mut self, config: &Config, bench: Result<Bench<'_>, Failure>) {
+    pub(crate) fn time(&mut self, config: &Config, bench: Result<Bench<'_>, Failure>) {
         if let Some(t) = config.timing {
             match bench.and_then(|b| perf::time(b, t)) {
                 Ok(timing) => self.timing = Some(timing),
@@ -300,6 +309,7 @@ fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row
         row.time(config, p::top_k::bench::<B, T>(b, 64, 1024, 8));
         rows.push(row);
     }
+    crate::mechanisms::rows::<B, T>(b, config, seed, n, rows);
     if config.wants("rejection") && config.checks {
         let mut row = Row::new::<B, T>(b, "rejection");
         match p::rejection::check::<B, T>(b) {

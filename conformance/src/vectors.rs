@@ -17,8 +17,18 @@ use crate::Failure;
 use crate::compare::{Agreement, Bound, compare, compare_exact};
 use crate::harness::{Input, Output, Tensor, widen};
 
-/// The mechanisms this build can run (rows of the format's table).
+/// The seqcore mechanisms this build can run (rows of the format's table); [`mechanisms`] adds
+/// the mechanism crates' own.
 pub const MECHANISMS: [&str; 6] = ["softmax", "log_softmax", "gemm", "unary", "reduce", "top_k"];
+
+/// Every mechanism this build can run: [`MECHANISMS`], then each mechanism crate's.
+pub fn mechanisms() -> Vec<&'static str> {
+    MECHANISMS
+        .iter()
+        .chain(crate::mechanisms::VECTORS.iter().copied().flatten())
+        .copied()
+        .collect()
+}
 
 /// A tensor of a vector file: shape and row-major data.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,11 +69,11 @@ pub struct Entry {
     pub case: Result<Case, Failure>,
 }
 
-fn bad(s: impl Into<String>) -> Failure {
+pub(crate) fn bad(s: impl Into<String>) -> Failure {
     Failure::Setup(s.into())
 }
 
-fn number(v: &Value) -> Result<f64, Failure> {
+pub(crate) fn number(v: &Value) -> Result<f64, Failure> {
     match v {
         Value::Number(n) => n
             .as_f64()
@@ -247,7 +257,7 @@ pub fn run<B: Allocate>(b: &B, case: &Case) -> Result<Agreement, Failure> {
 }
 
 impl Case {
-    fn input(&self, name: &str) -> Result<Tensor, Failure> {
+    pub(crate) fn input(&self, name: &str) -> Result<Tensor, Failure> {
         let d = self
             .inputs
             .get(name)
@@ -255,20 +265,20 @@ impl Case {
         Tensor::contiguous(&d.shape, d.data.clone())
     }
 
-    fn expected(&self, name: &str) -> Result<&Data, Failure> {
+    pub(crate) fn expected(&self, name: &str) -> Result<&Data, Failure> {
         self.expected
             .get(name)
             .ok_or_else(|| bad(format!("no expected `{name}`")))
     }
 
-    fn param_f64(&self, name: &str, default: Option<f64>) -> Result<f64, Failure> {
+    pub(crate) fn param_f64(&self, name: &str, default: Option<f64>) -> Result<f64, Failure> {
         match self.params.get(name) {
             Some(v) => number(v),
             None => default.ok_or_else(|| bad(format!("no parameter `{name}`"))),
         }
     }
 
-    fn param_str(&self, name: &str) -> Result<&str, Failure> {
+    pub(crate) fn param_str(&self, name: &str) -> Result<&str, Failure> {
         self.params
             .get(name)
             .and_then(Value::as_str)
@@ -276,14 +286,14 @@ impl Case {
     }
 
     /// Compares a downloaded output with the expected tensor of the same name.
-    fn check(&self, arg: &'static str, got: &[f64]) -> Result<Agreement, Failure> {
+    pub(crate) fn check(&self, arg: &'static str, got: &[f64]) -> Result<Agreement, Failure> {
         let want = self.expected(arg)?;
         let b = self.tolerance;
         compare(arg, got, &want.data, |_| b)
     }
 }
 
-fn out<B: Allocate, T: Element>(b: &B, case: &Case, name: &str) -> Result<Output<B, T>, Failure> {
+pub(crate) fn out<B: Allocate, T: Element>(b: &B, case: &Case, name: &str) -> Result<Output<B, T>, Failure> {
     let shape = &case.expected(name)?.shape;
     Output::new(
         b,
@@ -389,9 +399,11 @@ fn run_in<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, Fail
                 Bound::EXACT
             })
         }
-        other => Err(bad(format!(
-            "unknown mechanism `{other}` (this build runs: {})",
-            MECHANISMS.join(", ")
-        ))),
+        other => crate::mechanisms::run_vector::<B, T>(b, case).unwrap_or_else(|| {
+            Err(bad(format!(
+                "unknown mechanism `{other}` (this build runs: {})",
+                mechanisms().join(", ")
+            )))
+        }),
     }
 }

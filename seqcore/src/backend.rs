@@ -144,6 +144,30 @@ pub trait Backend {
         indices: ViewMut<'_, Self, u32>,
     ) -> Result<()>;
 
+    /// The host slice behind `mem`, when this backend's memory is host memory (`[T]`).
+    ///
+    /// The portable bodies of the fused kernels below run on it; a backend whose memory is not on
+    /// the host (a GPU) keeps the default `None` and overrides each fused kernel it supports; the
+    /// rest answer [`crate::Error::Unsupported`].
+    fn host<T: Scalar>(mem: &Self::Mem<T>) -> Option<&[T]> {
+        let _ = mem;
+        None
+    }
+
+    /// The writable host slice behind `mem` (see [`Backend::host`]).
+    fn host_mut<T: Scalar>(mem: &mut Self::Mem<T>) -> Option<&mut [T]> {
+        let _ = mem;
+        None
+    }
+
+    // ---- fused kernels: attention (seq-attention) ----
+
+    // ---- fused kernels: state-space models (seq-ssm) ----
+
+    // ---- fused kernels: associative memories (seq-memory) ----
+
+    // ---- fused kernels: distillation (seq-distill) ----
+
     /// A row-major view of `shape` over `mem` (convenience for [`View::contiguous`]).
     ///
     /// # Errors

@@ -13,6 +13,7 @@ mod element;
 mod error;
 mod layout;
 mod op;
+pub mod portable;
 pub mod reference;
 mod view;
 

@@ -90,6 +90,14 @@ impl Backend for Reference {
         copy(src, dst)
     }
 
+    fn host<T: Scalar>(mem: &[T]) -> Option<&[T]> {
+        Some(mem)
+    }
+
+    fn host_mut<T: Scalar>(mem: &mut [T]) -> Option<&mut [T]> {
+        Some(mem)
+    }
+
     fn gemm<T: Element>(
         &self,
         alpha: f64,

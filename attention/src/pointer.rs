@@ -35,7 +35,8 @@ impl<B: Backend + ?Sized, T: Element> Clone for PointerAttention<'_, B, T> {
 impl<B: Backend + ?Sized, T: Element> Copy for PointerAttention<'_, B, T> {}
 
 impl<'w, B: Backend + ?Sized, T: Element> PointerAttention<'w, B, T> {
-    /// Scratch buffers [`PointerAttention::scores`] and [`PointerAttention::log_probs`] take.
+    /// Scratch buffers [`PointerAttention::log_probs`] takes ([`PointerAttention::scores`] needs
+    /// one fewer and accepts more).
     pub const BUFFERS: usize = 4;
 
     /// From `w1 [H, De]` (applied to encoder states), `w2 [H, Dd]` (applied to decoder states)
@@ -128,11 +129,11 @@ impl<'w, B: Backend + ?Sized, T: Element> PointerAttention<'w, B, T> {
         let n = rows("keys", &keys, h)?;
         let q = rows("d", &d, self.decoder_dim())?;
         seqcore::check::shape("u", u.layout(), &[q, n])?;
-        check_workspace::<B, T>(ws, Self::BUFFERS, self.workspace_len(q, n)?)?;
+        check_workspace::<B, T>(ws, Self::BUFFERS - 1, self.workspace_len(q, n)?)?;
         let [qb, hid, act, ..] = ws else {
             return Err(Error::Capacity {
                 arg: "workspace",
-                needed: Self::BUFFERS,
+                needed: Self::BUFFERS - 1,
                 capacity: ws.len(),
             });
         };

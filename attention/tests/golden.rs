@@ -10,7 +10,9 @@
     clippy::expect_used,
     clippy::indexing_slicing,
     clippy::panic,
-    missing_docs
+    missing_docs,
+    clippy::type_complexity,
+    clippy::ptr_arg
 )]
 
 use std::collections::HashMap;

@@ -1,5 +1,7 @@
 //! seq-attention in the suite (see [`super`]).
 
+pub mod structure;
+
 use seqcore::{Allocate, Element};
 
 use crate::Failure;
@@ -8,7 +10,7 @@ use crate::suite::{Config, Row};
 use crate::vectors::Case;
 
 /// Row names, in report order.
-pub const KERNELS: &[&str] = &[];
+pub const KERNELS: &[&str] = structure::KERNELS;
 
 /// Vector-format mechanisms run here.
 pub const VECTORS: &[&str] = &[];
@@ -21,7 +23,7 @@ pub(crate) fn rows<B: Allocate, T: Element>(
     n: usize,
     rows: &mut Vec<Row>,
 ) {
-    let _ = (b, config, seed, n, rows);
+    structure::rows::<B, T>(b, config, seed, n, rows);
 }
 
 /// Runs a case whose mechanism is in [`VECTORS`]; `None` for any other.
@@ -29,7 +31,9 @@ pub(crate) fn run_vector<B: Allocate, T: Element>(
     b: &B,
     case: &Case,
 ) -> Option<Result<Agreement, Failure>> {
-    let _ = b;
+    if let Some(r) = structure::run_vector::<B, T>(b, case) {
+        return Some(r);
+    }
     VECTORS
         .contains(&case.mechanism.as_str())
         .then(|| Err(crate::vectors::bad("not implemented yet")))

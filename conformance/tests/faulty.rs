@@ -371,3 +371,29 @@ fn accepting_bad_input_is_caught() {
         |f| matches!(f, Failure::Rejection { .. }),
     );
 }
+
+#[test]
+fn attention_structure_rows_fail_on_a_faulty_kernel() {
+    let run = |fault: Fault| {
+        check_backend(
+            &Faulty(fault),
+            &Config {
+                cases: 8,
+                dtypes: vec![DType::F64],
+                filter: Some(
+                    regex::Regex::new("^(pointer_attention|set_encoder|act)$").expect("regex"),
+                ),
+                ..Config::default()
+            },
+        )
+        .rows
+    };
+    // The pointer and set-encoder rows run on gemm; ACT's step runs on unary.
+    let failed =
+        |rows: &[seq_conformance::Row], k: &str| rows.iter().any(|r| r.kernel == k && !r.passed());
+    let rows = run(Fault::GemmInaccurate);
+    assert!(failed(&rows, "pointer_attention"), "{rows:?}");
+    assert!(failed(&rows, "set_encoder"), "{rows:?}");
+    let rows = run(Fault::UnarySkipsLast);
+    assert!(failed(&rows, "act"), "{rows:?}");
+}

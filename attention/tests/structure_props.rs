@@ -492,6 +492,23 @@ proptest! {
                 }
             }
         }
+        if let Ok(attn) = MultiheadAttention::new(d, heads.max(1), s(1, 2), None, s(3, 4), None) {
+            let ln = LayerNorm::new("ln", v(&w[..dims[5]], &[dims[5]]), v(&w[..dims[5]], &[dims[5]]), 1e-5, d).ok();
+            if let Ok(ff) = Linear::new("ff", s(5, 6), None, d, d) {
+                if let Ok(m) = Mab::new(attn, ln, ff, ln) {
+                    if let Ok(isab) = Isab::new(s(7, 8), m, m) {
+                        let o = b.view_mut(&mut out[..dims[9] * dims[10]], &[dims[9], dims[10]]).unwrap();
+                        let _ = isab.forward(&b, s(11, 0), o, &mut refs(&mut ws));
+                    }
+                    if let Ok(pma) = Pma::new(s(7, 8), ff, m) {
+                        let o = b.view_mut(&mut out[..dims[9] * dims[10]], &[dims[9], dims[10]]).unwrap();
+                        let _ = pma.forward(&b, s(11, 0), o, &mut refs(&mut ws));
+                    }
+                    let o = b.view_mut(&mut out[..dims[9] * dims[10]], &[dims[9], dims[10]]).unwrap();
+                    let _ = Sab { mab: m }.forward(&b, s(11, 0), o, &mut refs(&mut ws));
+                }
+            }
+        }
         if let Ok(l) = LstmCell::new(dims[0], dims[1], s(2, 3), s(4, 5), v(&w[..dims[6]], &[dims[6]]), v(&w[..dims[7]], &[dims[7]])) {
             if let Ok(r) = ReadProcessWrite::new(None, l, steps) {
                 let o = b.view_mut(&mut out[..dims[8]], &[dims[8]]).unwrap();
@@ -705,5 +722,113 @@ fn act_rejects_bad_input() {
             matches!(r, Err(Error::Param { arg: "halting", .. })),
             "{bad}"
         );
+    }
+}
+
+// ---------------------------------------------------------------- MAB against naive f64 loops
+
+/// `x [r, c] w^T + b` with `w [o, c]`.
+fn lin(x: &[f64], r: usize, c: usize, w: &[f64], b: &[f64], o: usize) -> Vec<f64> {
+    let mut y = vec![0.0; r * o];
+    for i in 0..r {
+        for j in 0..o {
+            y[i * o + j] = b[j] + (0..c).map(|k| x[i * c + k] * w[j * c + k]).sum::<f64>();
+        }
+    }
+    y
+}
+
+fn layer_norm(x: &[f64], d: usize, g: &[f64], b: &[f64]) -> Vec<f64> {
+    x.chunks(d)
+        .flat_map(|row| {
+            let mean = row.iter().sum::<f64>() / d as f64;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / d as f64;
+            let r = 1.0 / (var + 1e-5).sqrt();
+            row.iter()
+                .enumerate()
+                .map(move |(j, v)| (v - mean) * r * g[j] + b[j])
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// MAB(X, Y) of Lee et al. eq. 6-7 with nn.MultiheadAttention's layout, in plain loops.
+fn naive_mab(
+    w: &SetWeights,
+    d: usize,
+    heads: usize,
+    x: &[f64],
+    n: usize,
+    y: &[f64],
+    m: usize,
+) -> Vec<f64> {
+    let ww = &w.w;
+    let (wq, wk, wv) = (
+        &ww[0][..d * d],
+        &ww[0][d * d..2 * d * d],
+        &ww[0][2 * d * d..],
+    );
+    let (bq, bk, bv) = (&ww[1][..d], &ww[1][d..2 * d], &ww[1][2 * d..]);
+    let q = lin(x, n, d, wq, bq, d);
+    let k = lin(y, m, d, wk, bk, d);
+    let v = lin(y, m, d, wv, bv, d);
+    let dh = d / heads;
+    let mut ctx = vec![0.0; n * d];
+    for h in 0..heads {
+        for i in 0..n {
+            let s: Vec<f64> = (0..m)
+                .map(|j| {
+                    (0..dh)
+                        .map(|c| q[i * d + h * dh + c] * k[j * d + h * dh + c])
+                        .sum::<f64>()
+                        / (dh as f64).sqrt()
+                })
+                .collect();
+            let mx = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|z| (z - mx).exp()).collect();
+            let tot: f64 = e.iter().sum();
+            for c in 0..dh {
+                ctx[i * d + h * dh + c] = (0..m).map(|j| e[j] / tot * v[j * d + h * dh + c]).sum();
+            }
+        }
+    }
+    let a = lin(&ctx, n, d, &ww[2], &ww[3], d);
+    let s: Vec<f64> = x.iter().zip(&a).map(|(p, q)| p + q).collect();
+    let hh = layer_norm(&s, d, &ww[4], &ww[5]);
+    let f = lin(&hh, n, d, &ww[8], &ww[9], d);
+    let s2: Vec<f64> = hh.iter().zip(&f).map(|(p, q)| p + q.max(0.0)).collect();
+    layer_norm(&s2, d, &ww[6], &ww[7])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn mab_agrees_with_naive_f64(
+        heads in 1usize..5, dh in 1usize..5, n in 0usize..7, m in 0usize..7, seed in any::<u64>(),
+    ) {
+        let b = Reference;
+        let d = heads * dh;
+        let w = SetWeights::new(seed, d);
+        let x = values(seed ^ 21, n * d, 1.5);
+        let y = values(seed ^ 22, m * d, 1.5);
+        let mab = w.mab(d, heads);
+        let mut ws = bufs(Mab::<Reference, f64>::BUFFERS, mab.workspace_len(n, m).unwrap());
+        let mut out = vec![f64::NAN; n * d];
+        mab.forward(&b, v(&x, &[n, d]), v(&y, &[m, d]), b.view_mut(&mut out, &[n, d]).unwrap(), &mut refs(&mut ws)).unwrap();
+        let want = if m == 0 {
+            // No keys: the attention output is the out-projection bias alone (softmax of an
+            // empty row is empty, the context zero).
+            let ctx = vec![0.0; n * d];
+            let a = lin(&ctx, n, d, &w.w[2], &w.w[3], d);
+            let s: Vec<f64> = x.iter().zip(&a).map(|(p, q)| p + q).collect();
+            let hh = layer_norm(&s, d, &w.w[4], &w.w[5]);
+            let f = lin(&hh, n, d, &w.w[8], &w.w[9], d);
+            let s2: Vec<f64> = hh.iter().zip(&f).map(|(p, q)| p + q.max(0.0)).collect();
+            layer_norm(&s2, d, &w.w[6], &w.w[7])
+        } else {
+            naive_mab(&w, d, heads, &x, n, &y, m)
+        };
+        assert_close(&out, &want, 1e-11)?;
     }
 }

@@ -296,7 +296,7 @@ pub fn check<B: Allocate, T: Element>(b: &B, c: &Case) -> Result<Agreement, Fail
     Ok(a)
 }
 
-/// Random cases.
+/// Random cases (with layer norms, `d >= 4`: see the comment inside).
 pub fn cases() -> impl Strategy<Value = Case> {
     let block = prop_oneof![
         Just(Block::Sab),
@@ -316,7 +316,14 @@ pub fn cases() -> impl Strategy<Value = Case> {
         .prop_map(|(block, heads, dh, n, ln, seed, permute)| Case {
             block,
             heads,
-            dh,
+            // A layer norm over two or three features is ill-conditioned: with two, the
+            // normalised value is the sign of their difference, which one rounding flips. Cases
+            // with layer norms keep d >= 4 (the conditioning is then that of the data).
+            dh: if ln {
+                dh.max(4usize.div_ceil(heads))
+            } else {
+                dh
+            },
             n: if matches!(block, Block::Sab | Block::Isab(_)) {
                 n.max(1)
             } else {

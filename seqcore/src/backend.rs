@@ -239,6 +239,43 @@ pub trait Backend {
         fused::attention(&plan, ops, ws)
     }
 
+    /// Merges two partial attention results over disjoint key sets (each from
+    /// [`Backend::attention`] with its `lse`) into the result over their union: the combine step of
+    /// split-KV decoding and ring attention (Milakov & Gimelshein 2018, eq. 4). Exact up to
+    /// rounding, associative and commutative; a side with `lse = -inf` contributes nothing.
+    ///
+    /// `o_a`, `o_b`, `o` of one shape `[.., Dv]`, `lse_a`, `lse_b`, `lse` of that shape without its
+    /// last axis. The default body runs [`crate::portable::attention::merge`] on host memory.
+    ///
+    /// # Errors
+    /// [`crate::Error::Shape`]/[`crate::Error::Rank`] naming `o_b`, `lse_a`, `lse_b`, `o` or `lse`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_merge<T: Element>(
+        &self,
+        o_a: View<'_, Self, T>,
+        lse_a: View<'_, Self, T::Acc>,
+        o_b: View<'_, Self, T>,
+        lse_b: View<'_, Self, T::Acc>,
+        o: ViewMut<'_, Self, T>,
+        lse: Option<ViewMut<'_, Self, T::Acc>>,
+    ) -> Result<()> {
+        use crate::portable::{attention as fused, host_view, host_view_mut};
+        const OP: &str = "attention_merge";
+        crate::check::shape("o_b", o_b.layout(), o_a.shape())?;
+        crate::check::shape("o", o.layout(), o_a.shape())?;
+        crate::check::rows(o_a.layout(), "lse_a", lse_a.layout(), None)?;
+        crate::check::rows(o_a.layout(), "lse_b", lse_b.layout(), None)?;
+        if let Some(l) = &lse {
+            crate::check::rows(o_a.layout(), "lse", l.layout(), None)?;
+        }
+        fused::merge(
+            (host_view(self, OP, o_a)?, host_view(self, OP, lse_a)?),
+            (host_view(self, OP, o_b)?, host_view(self, OP, lse_b)?),
+            host_view_mut(self, OP, o)?,
+            lse.map(|l| host_view_mut(self, OP, l)).transpose()?,
+        )
+    }
+
     // ---- fused kernels: state-space models (seq-ssm) ----
 
     // ---- fused kernels: associative memories (seq-memory) ----

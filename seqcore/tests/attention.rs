@@ -437,3 +437,59 @@ fn short_workspace_is_an_error() {
         })
     ));
 }
+
+/// Keys `[lo, hi)` of a contiguous `[B, H, L, X]` array.
+fn keys_of(x: &[f64], s: [usize; 4], lo: usize, hi: usize) -> Vec<f64> {
+    let mut y = Vec::new();
+    for b in 0..s[0] {
+        for h in 0..s[1] {
+            for l in lo..hi {
+                let r = ((b * s[1] + h) * s[2] + l) * s[3];
+                y.extend_from_slice(&x[r..r + s[3]]);
+            }
+        }
+    }
+    y
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Attention over keys [0, s) and over [s, Lk), each with the offset that keeps its keys'
+    /// positions, merged by `attention_merge`, equals attention over every key.
+    #[test]
+    fn split_kv_and_merge_equals_whole(c in case(), split in 0.0f64..=1.0) {
+        let d = c.dims;
+        let s = ((d.len_k as f64) * split) as usize;
+        let off = c.p.query_offset.unwrap_or(d.len_k as i64 - d.len_q as i64);
+        let (want, want_lse) = naive(&c.p, &d, &c.q, &c.k, &c.v, c.key_mask.as_deref(), c.bias.as_deref());
+        let part = |lo: usize, hi: usize| {
+            let dims = AttentionDims { len_k: hi - lo, ..d };
+            let k = keys_of(&c.k, [d.batch, d.heads_kv, d.len_k, d.head_dim], lo, hi);
+            let v = keys_of(&c.v, [d.batch, d.heads_kv, d.len_k, d.value_dim], lo, hi);
+            let m = c.key_mask.as_ref().map(|m| {
+                (0..d.batch).flat_map(|b| m[b * d.len_k + lo..b * d.len_k + hi].to_vec()).collect::<Vec<u8>>()
+            });
+            let bias = c.bias.as_ref().map(|x| x.chunks(d.len_k.max(1)).flat_map(|r| r[lo..hi].to_vec()).collect::<Vec<f64>>());
+            let p = AttentionParams { query_offset: Some(off - lo as i64), ..c.p };
+            fused::<f64>(&p, &dims, &c.q, &k, &v, m.as_deref(), bias.as_deref(), false).unwrap()
+        };
+        let (oa, la) = part(0, s);
+        let (ob, lb) = part(s, d.len_k);
+        let os = [d.batch, d.heads_q, d.len_q, d.value_dim];
+        let ls = [d.batch, d.heads_q, d.len_q];
+        let mut o = vec![f64::NAN; want.len()];
+        let mut lse = vec![f64::NAN; want_lse.len()];
+        // Merge in both orders: commutative.
+        for (x, y) in [((&oa, &la), (&ob, &lb)), ((&ob, &lb), (&oa, &la))] {
+            R.attention_merge(
+                R.view(x.0, &os).unwrap(), R.view(x.1, &ls).unwrap(),
+                R.view(y.0, &os).unwrap(), R.view(y.1, &ls).unwrap(),
+                R.view_mut(&mut o, &os).unwrap(), Some(R.view_mut(&mut lse, &ls).unwrap()),
+            ).unwrap();
+            for (g, w) in o.iter().zip(&want).chain(lse.iter().zip(&want_lse)) {
+                prop_assert!(close(*g, *w, 1e-12), "got {g} want {w}");
+            }
+        }
+    }
+}

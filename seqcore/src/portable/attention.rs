@@ -298,3 +298,78 @@ pub fn attention<T: Element>(
     }
     Ok(())
 }
+
+/// Combines two partial attention results over disjoint key sets into the result over their union
+/// (the merge of Milakov & Gimelshein 2018, eq. 4, as in ring attention and flash-decoding):
+///
+/// ```text
+/// lse = ln(exp(lse_a) + exp(lse_b)),   o = exp(lse_a - lse) o_a + exp(lse_b - lse) o_b
+/// ```
+///
+/// computed with the larger `lse` subtracted first. A side with `lse = -inf` (no visible key)
+/// contributes nothing; both `-inf` give zeros and `-inf`; NaN in either `lse` gives NaN. Shapes
+/// were checked by the caller: `o_* [.., Dv]`, `lse_* [..]`.
+///
+/// # Errors
+/// [`Error::OutOfBounds`] cannot happen for views that passed construction.
+pub fn merge<T: Element>(
+    a: (View<'_, Reference, T>, View<'_, Reference, T::Acc>),
+    b: (View<'_, Reference, T>, View<'_, Reference, T::Acc>),
+    mut o: ViewMut<'_, Reference, T>,
+    mut lse: Option<ViewMut<'_, Reference, T::Acc>>,
+) -> Result<()> {
+    let (oa_rows, dv, oa_s) = a.0.layout().split_last();
+    let (ob_rows, _, ob_s) = b.0.layout().split_last();
+    let (o_rows, _, o_s) = o.layout().split_last();
+    let lse_layout = lse.as_ref().map(|l| *l.layout());
+    let mut lse_out = lse_layout.map(|l| l.offsets());
+    let neg_inf = T::Acc::neg_infinity();
+    let rows = oa_rows
+        .offsets()
+        .zip(ob_rows.offsets())
+        .zip(o_rows.offsets())
+        .zip(a.1.layout().offsets().zip(b.1.layout().offsets()));
+    for (((ra, rb), ro), (la, lb)) in rows {
+        let (xa, xb) = (at(a.1.mem(), la)?, at(b.1.mem(), lb)?);
+        let m = if xa > xb { xa } else { xb };
+        let (wa, wb, out_lse) = if xa.is_nan() || xb.is_nan() {
+            (T::Acc::nan(), T::Acc::nan(), T::Acc::nan())
+        } else if m == neg_inf {
+            (T::Acc::zero(), T::Acc::zero(), neg_inf)
+        } else {
+            let (ea, eb) = ((xa - m).exp(), (xb - m).exp());
+            let z = ea + eb;
+            (ea / z, eb / z, m + z.ln())
+        };
+        let om = o.mem_mut();
+        for e in 0..dv {
+            // A side of weight 0 is not read: 0 * NaN would leak a hidden side's contents.
+            let mut y = T::Acc::zero();
+            if wa != T::Acc::zero() {
+                y += wa * at(a.0.mem(), ra + e * oa_s)?.to_acc();
+            }
+            if wb != T::Acc::zero() {
+                y += wb * at(b.0.mem(), rb + e * ob_s)?.to_acc();
+            }
+            let len = om.len();
+            let slot = om.get_mut(ro + e * o_s).ok_or(Error::OutOfBounds {
+                arg: "o",
+                end: ro + e * o_s + 1,
+                len,
+            })?;
+            *slot = T::from_acc(y);
+        }
+        if let (Some(lv), Some(it)) = (lse.as_mut(), lse_out.as_mut()) {
+            let i = it.next().unwrap_or(usize::MAX);
+            let lm = lv.mem_mut();
+            let len = lm.len();
+            let slot = lm.get_mut(i).ok_or(Error::OutOfBounds {
+                arg: "lse",
+                end: i.saturating_add(1),
+                len,
+            })?;
+            *slot = out_lse;
+        }
+    }
+    Ok(())
+}

@@ -6,7 +6,10 @@
     clippy::expect_used,
     clippy::indexing_slicing,
     clippy::panic,
-    clippy::too_many_arguments
+    clippy::too_many_arguments,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
 )]
 
 use proptest::prelude::*;

@@ -15,8 +15,7 @@ pub mod multi_head;
 #[cfg(feature = "alloc")]
 pub use kv_cache::GrowableKvCache;
 pub use kv_cache::{
-    FixedKvCache, KvCache, KvCacheDims, KvWorkspace, KvWorkspaceLen, QuantizedKvCache,
-    RingKvCache,
+    FixedKvCache, KvCache, KvCacheDims, KvWorkspace, KvWorkspaceLen, QuantizedKvCache, RingKvCache,
 };
 pub use merge::{PartialAttention, merge};
 pub use multi_head::MultiHeadAttention;

@@ -7,8 +7,8 @@
 //! query head `h` reading key/value head `h / (Hq / Hkv)` as Hugging Face's `repeat_kv`.
 
 use seqcore::{
-    AttentionDims, AttentionMasks, AttentionParams, AttentionPlan, Backend, Element, Error,
-    Result, View, ViewMut,
+    AttentionDims, AttentionMasks, AttentionParams, AttentionPlan, Backend, Element, Error, Result,
+    View, ViewMut,
 };
 
 /// The configuration of one attention layer: head counts, head sizes, and the options of
@@ -215,11 +215,7 @@ impl MultiHeadAttention {
             });
         }
         let (b, len) = (s.first().copied(), s.get(1).copied());
-        seqcore::check::shape(
-            arg,
-            l,
-            &[b.unwrap_or(0), len.unwrap_or(0), heads, dim],
-        )?;
+        seqcore::check::shape(arg, l, &[b.unwrap_or(0), len.unwrap_or(0), heads, dim])?;
         l.transpose(1, 2)
     }
 

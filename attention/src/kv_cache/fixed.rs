@@ -3,8 +3,7 @@
 use seqcore::{AttentionParams, Backend, Element, Error, Result, View, ViewMut};
 
 use super::{
-    KvCache, KvCacheDims, KvWorkspace, KvWorkspaceLen, attend_slots, kernel_dims, need,
-    write_slots,
+    KvCache, KvCacheDims, KvWorkspace, KvWorkspaceLen, attend_slots, kernel_dims, need, write_slots,
 };
 
 /// Every token's keys and values, up to a fixed capacity, in backend memory the caller provides
@@ -76,7 +75,10 @@ impl<'a, B: Backend + ?Sized, T: Element> FixedKvCache<'a, B, T> {
     /// # Errors
     /// None in practice.
     pub fn values(&self) -> Result<View<'_, B, T>> {
-        View::new(self.values, self.dims.slots(self.dims.value_dim, 0, self.len)?)
+        View::new(
+            self.values,
+            self.dims.slots(self.dims.value_dim, 0, self.len)?,
+        )
     }
 }
 

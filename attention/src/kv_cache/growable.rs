@@ -52,7 +52,10 @@ impl<B: Allocate, T: Element> GrowableKvCache<B, T> {
             return Ok(());
         }
         let capacity = want.max(self.dims.capacity.saturating_mul(2));
-        let dims = KvCacheDims { capacity, ..self.dims };
+        let dims = KvCacheDims {
+            capacity,
+            ..self.dims
+        };
         let mut keys = backend.alloc::<T>(dims.key_len()?)?;
         let mut values = backend.alloc::<T>(dims.value_len()?)?;
         if self.len > 0 {

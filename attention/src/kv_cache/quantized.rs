@@ -141,18 +141,21 @@ impl<'a> QuantizedKvCache<'a> {
         values: bool,
     ) -> Result<()> {
         let (codes, scales, dim) = if values {
-            (&mut *self.values, &mut *self.value_scales, self.dims.value_dim)
+            (
+                &mut *self.values,
+                &mut *self.value_scales,
+                self.dims.value_dim,
+            )
         } else {
             (&mut *self.keys, &mut *self.key_scales, self.dims.head_dim)
         };
-        let [s_t, s_h, s_e] = <[usize; 3]>::try_from(x.layout().strides()).map_err(|_| {
-            Error::Rank {
+        let [s_t, s_h, s_e] =
+            <[usize; 3]>::try_from(x.layout().strides()).map_err(|_| Error::Rank {
                 arg,
                 got: x.layout().rank(),
                 min: 3,
                 max: 3,
-            }
-        })?;
+            })?;
         let n = x.shape().first().copied().unwrap_or(0);
         let mem = x.mem();
         let get = |i: usize| -> Result<f64> {
@@ -321,7 +324,10 @@ impl<B: Backend + ?Sized, T: Element> KvCache<B, T> for QuantizedKvCache<'_> {
         let r = rows(hq, n)?;
         let dv = d.value_dim;
         let need_state = r.saturating_mul(dv + 2);
-        let k_len = d.heads_kv.saturating_mul(QUANT_TILE).saturating_mul(d.head_dim);
+        let k_len = d
+            .heads_kv
+            .saturating_mul(QUANT_TILE)
+            .saturating_mul(d.head_dim);
         let need_partial = k_len.saturating_add(d.heads_kv.saturating_mul(QUANT_TILE) * dv);
         need::<B, T>("partial", workspace.partial, need_partial)?;
         need::<B, T::Acc>("state", workspace.state, need_state)?;

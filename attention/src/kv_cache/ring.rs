@@ -183,7 +183,16 @@ impl<B: Backend + ?Sized, T: Element> KvCache<B, T> for RingKvCache<'_, B, T> {
                 ((0, stored, 0), all)
             };
             return attend_slots(
-                &self.dims, backend, &p, self.keys, self.values, run, q_pos, q, o, None,
+                &self.dims,
+                backend,
+                &p,
+                self.keys,
+                self.values,
+                run,
+                q_pos,
+                q,
+                o,
+                None,
                 workspace.kernel,
             );
         }

@@ -3,6 +3,7 @@
 //! + merge == whole, the int8 cache's documented error bound, bad input is an `Err`.
 
 #![allow(
+    clippy::cast_lossless,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
@@ -34,7 +35,7 @@ fn naive(
     off: i64,
 ) -> Vec<f64> {
     let lq = q.len() / (hq * d).max(1);
-    let lk = if hkv * d == 0 { 0 } else { k.len() / (hkv * d) };
+    let lk = k.len().checked_div(hkv * d).unwrap_or(0);
     let scale = p.scale.unwrap_or(1.0 / (d as f64).sqrt());
     let mut o = vec![0.0; lq * hq * dv];
     for h in 0..hq {

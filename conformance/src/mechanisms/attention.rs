@@ -1,17 +1,25 @@
 //! seq-attention in the suite (see [`super`]).
+//!
+//! Rows: `sdpa` (the fused kernel against a naive f64 composition, every mask, GQA/MQA, strided
+//! and token-major layouts, edge cases), `kv_cache` (decode through every cache == the whole
+//! sequence), `attention_merge` (split KV into chunks, merge == whole). Vectors: `sdpa`.
+
+pub mod kv_cache;
+pub mod merge;
+pub mod sdpa;
 
 use seqcore::{Allocate, Element};
 
 use crate::Failure;
 use crate::compare::Agreement;
-use crate::suite::{Config, Row};
+use crate::suite::{Config, Row, sample};
 use crate::vectors::Case;
 
 /// Row names, in report order.
-pub const KERNELS: &[&str] = &[];
+pub const KERNELS: &[&str] = &["sdpa", "kv_cache", "attention_merge"];
 
 /// Vector-format mechanisms run here.
-pub const VECTORS: &[&str] = &[];
+pub const VECTORS: &[&str] = &["sdpa"];
 
 /// Appends this crate's rows (see [`super::rows`]).
 pub(crate) fn rows<B: Allocate, T: Element>(
@@ -21,7 +29,34 @@ pub(crate) fn rows<B: Allocate, T: Element>(
     n: usize,
     rows: &mut Vec<Row>,
 ) {
-    let _ = (b, config, seed, n, rows);
+    if config.wants("sdpa") {
+        let mut row = Row::new::<B, T>(b, "sdpa");
+        let cases = row
+            .fixed(config, sdpa::edge_cases())
+            .into_iter()
+            .chain(sample(&sdpa::cases(), n, seed ^ 0xA77E));
+        for c in cases {
+            row.add(&c, sdpa::check::<B, T>(b, &c));
+        }
+        row.time(config, sdpa::bench::<B, T>(b, 256));
+        rows.push(row);
+    }
+    if config.wants("kv_cache") {
+        let mut row = Row::new::<B, T>(b, "kv_cache");
+        for c in sample(&kv_cache::cases(), n.div_ceil(2), seed ^ 0xCAC4E) {
+            row.add(&c, kv_cache::check::<B, T>(b, &c));
+        }
+        row.time(config, kv_cache::bench::<B, T>(b, 4096));
+        rows.push(row);
+    }
+    if config.wants("attention_merge") {
+        let mut row = Row::new::<B, T>(b, "attention_merge");
+        for c in sample(&merge::cases(), n, seed ^ 0x3E76E) {
+            row.add(&c, merge::check::<B, T>(b, &c));
+        }
+        row.time(config, merge::bench::<B, T>(b));
+        rows.push(row);
+    }
 }
 
 /// Runs a case whose mechanism is in [`VECTORS`]; `None` for any other.
@@ -29,8 +64,8 @@ pub(crate) fn run_vector<B: Allocate, T: Element>(
     b: &B,
     case: &Case,
 ) -> Option<Result<Agreement, Failure>> {
-    let _ = b;
-    VECTORS
-        .contains(&case.mechanism.as_str())
-        .then(|| Err(crate::vectors::bad("not implemented yet")))
+    match case.mechanism.as_str() {
+        "sdpa" => Some(sdpa::run_vector::<B, T>(b, case)),
+        _ => None,
+    }
 }

@@ -281,7 +281,9 @@ pub fn check<B: Allocate, T: Element>(b: &B, c: &Case) -> Result<Agreement, Fail
                                 agreement: Agreement::default(),
                             });
                         }
-                        e_max[g] = e_max[g].max(err);
+                        if let Some(m) = e_max.get_mut(g) {
+                            *m = m.max(err);
+                        }
                     }
                 }
             }

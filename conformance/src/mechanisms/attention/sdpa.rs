@@ -63,6 +63,18 @@ pub(crate) struct Expected {
     pub(crate) weighted_abs_v: Vec<f64>,
 }
 
+/// `x[i]`, NaN past the end (never reached: [`reference`] checks every length first, and a NaN
+/// would fail the comparison rather than pass it).
+fn at(x: &[f64], i: usize) -> f64 {
+    x.get(i).copied().unwrap_or(f64::NAN)
+}
+
+/// `x[start .. start + len]`.
+fn part<'x>(x: &'x [f64], start: usize, len: usize, what: &str) -> Result<&'x [f64], Failure> {
+    x.get(start..start + len)
+        .ok_or_else(|| Failure::Setup(format!("`{what}` holds {} values, too few", x.len())))
+}
+
 fn setup<E: core::fmt::Display>(e: E) -> Failure {
     Failure::Setup(e.to_string())
 }
@@ -114,9 +126,9 @@ pub(crate) fn reference(
     for b in 0..d.batch {
         for h in 0..d.heads_q {
             let g = h / group.max(1);
-            let qs = &q[((b * d.heads_q + h) * lq * dd).min(q.len())..][..lq * dd];
-            let ks = &k[((b * d.heads_kv + g) * lk * dd).min(k.len())..][..lk * dd];
-            let vs = &v[((b * d.heads_kv + g) * lk * dv).min(v.len())..][..lk * dv];
+            let qs = part(q, (b * d.heads_q + h) * lq * dd, lq * dd, "q")?;
+            let ks = part(k, (b * d.heads_kv + g) * lk * dd, lk * dd, "k")?;
+            let vs = part(v, (b * d.heads_kv + g) * lk * dv, lk * dv, "v")?;
             let mut s = vec![0.0f64; lq * lk];
             if lq * lk > 0 {
                 r.gemm(
@@ -140,12 +152,14 @@ pub(crate) fn reference(
             for i in 0..lq {
                 for j in 0..lk {
                     let bias_ij =
-                        bias.map_or(0.0, |bb| bb[((b * d.heads_q + h) * lq + i) * lk + j]);
-                    m[i * lk + j] = if hidden(p, d, mask, b, i, j) {
-                        f64::NEG_INFINITY
-                    } else {
-                        bias_ij
-                    };
+                        bias.map_or(0.0, |bb| at(bb, ((b * d.heads_q + h) * lq + i) * lk + j));
+                    if let Some(slot) = m.get_mut(i * lk + j) {
+                        *slot = if hidden(p, d, mask, b, i, j) {
+                            f64::NEG_INFINITY
+                        } else {
+                            bias_ij
+                        };
+                    }
                 }
             }
             let mut prob = vec![0.0f64; lq * lk];
@@ -191,25 +205,42 @@ pub(crate) fn reference(
                 let mut e_s = 0.0f64;
                 let mut n = 0;
                 for j in 0..lk {
-                    if m[i * lk + j] == f64::NEG_INFINITY {
+                    let mij = at(&m, i * lk + j);
+                    if mij == f64::NEG_INFINITY {
                         continue;
                     }
                     n += 1;
                     let qk: f64 = (0..dd)
-                        .map(|e| (qs[i * dd + e] * ks[j * dd + e]).abs())
+                        .map(|e| (at(qs, i * dd + e) * at(ks, j * dd + e)).abs())
                         .sum();
                     let t = (dd as f64 + 4.0)
                         * ua
-                        * (scale.abs() * qk + s[i * lk + j].abs() + m[i * lk + j].abs());
+                        * (scale.abs() * qk + at(&s, i * lk + j).abs() + mij.abs());
                     e_s = e_s.max(t);
                     for e in 0..dv {
-                        ex.weighted_abs_v[row * dv + e] += prob[i * lk + j] * vs[j * dv + e].abs();
+                        if let Some(w) = ex.weighted_abs_v.get_mut(row * dv + e) {
+                            *w += at(&prob, i * lk + j) * at(vs, j * dv + e).abs();
+                        }
                     }
                 }
-                ex.e_s[row] = e_s;
-                ex.visible[row] = n;
-                ex.lse[row] = if n == 0 { f64::NEG_INFINITY } else { lse[i] };
-                ex.o[row * dv..(row + 1) * dv].copy_from_slice(&o[i * dv..(i + 1) * dv]);
+                let row_lse = if n == 0 {
+                    f64::NEG_INFINITY
+                } else {
+                    at(&lse, i)
+                };
+                for (slot, x) in [(ex.e_s.get_mut(row), e_s), (ex.lse.get_mut(row), row_lse)] {
+                    if let Some(slot) = slot {
+                        *slot = x;
+                    }
+                }
+                if let Some(slot) = ex.visible.get_mut(row) {
+                    *slot = n;
+                }
+                for e in 0..dv {
+                    if let Some(slot) = ex.o.get_mut(row * dv + e) {
+                        *slot = at(&o, i * dv + e);
+                    }
+                }
             }
         }
     }

@@ -8,7 +8,9 @@ pub mod kv_cache;
 pub mod merge;
 pub mod sdpa;
 
-use seqcore::{Allocate, Element};
+use seqcore::{
+    Allocate, AttentionDims, AttentionMasks, AttentionParams, Element, Error, Layout, View, ViewMut,
+};
 
 use crate::Failure;
 use crate::compare::Agreement;
@@ -21,6 +23,54 @@ pub const KERNELS: &[&str] = &["sdpa", "kv_cache", "attention_merge"];
 /// Vector-format mechanisms run here.
 pub const VECTORS: &[&str] = &["sdpa"];
 
+/// True when `b` answers [`Error::Unsupported`] for the fused attention kernel or the merge (a
+/// backend whose memory is not on the host and that does not override them): its rows then hold
+/// no case (nothing was verified, and nothing is wrong: the design's answer for a missing
+/// capability).
+fn unsupported<B: Allocate, T: Element>(b: &B) -> bool {
+    let probe = || -> Result<(), Error> {
+        let d = AttentionDims {
+            batch: 1,
+            heads_q: 1,
+            heads_kv: 1,
+            len_q: 1,
+            len_k: 1,
+            head_dim: 1,
+            value_dim: 1,
+        };
+        let x = b.alloc::<T>(1)?;
+        let l = b.alloc::<T::Acc>(1)?;
+        let (mut o, mut lo) = (b.alloc::<T>(1)?, b.alloc::<T::Acc>(1)?);
+        let mut ws = b.alloc::<T::Acc>(b.attention_workspace_len::<T>(&d)?)?;
+        let one = Layout::contiguous(&[1, 1, 1, 1])?;
+        let v = View::new(core::borrow::Borrow::borrow(&x), one)?;
+        b.attention(
+            &AttentionParams::default(),
+            v,
+            v,
+            v,
+            AttentionMasks::none(),
+            ViewMut::new(core::borrow::BorrowMut::borrow_mut(&mut o), one)?,
+            None,
+            core::borrow::BorrowMut::borrow_mut(&mut ws),
+        )?;
+        let row = Layout::contiguous(&[1, 1])?;
+        let lse = View::new(core::borrow::Borrow::borrow(&l), Layout::contiguous(&[1])?)?;
+        b.attention_merge(
+            View::new(core::borrow::Borrow::borrow(&x), row)?,
+            lse,
+            View::new(core::borrow::Borrow::borrow(&x), row)?,
+            lse,
+            ViewMut::new(core::borrow::BorrowMut::borrow_mut(&mut o), row)?,
+            Some(ViewMut::new(
+                core::borrow::BorrowMut::borrow_mut(&mut lo),
+                Layout::contiguous(&[1])?,
+            )?),
+        )
+    };
+    matches!(probe(), Err(Error::Unsupported { .. }))
+}
+
 /// Appends this crate's rows (see [`super::rows`]).
 pub(crate) fn rows<B: Allocate, T: Element>(
     b: &B,
@@ -29,6 +79,12 @@ pub(crate) fn rows<B: Allocate, T: Element>(
     n: usize,
     rows: &mut Vec<Row>,
 ) {
+    if unsupported::<B, T>(b) {
+        for kernel in KERNELS.iter().copied().filter(|k| config.wants(k)) {
+            rows.push(Row::new::<B, T>(b, kernel));
+        }
+        return;
+    }
     if config.wants("sdpa") {
         let mut row = Row::new::<B, T>(b, "sdpa");
         let cases = row

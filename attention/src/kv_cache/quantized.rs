@@ -183,18 +183,20 @@ impl<'a> QuantizedKvCache<'a> {
                 }
                 let s = step(amax);
                 let g = h * self.dims.capacity + self.len + t;
+                let len = scales.len();
                 let slot = scales.get_mut(g).ok_or(Error::Index {
-                    arg: "key_scales",
+                    arg: if values { "value_scales" } else { "key_scales" },
                     end: g + 1,
-                    len: 0,
+                    len,
                 })?;
                 *slot = s;
                 for e in 0..dim {
                     let c = code(get(base + e * s_e)?, s);
+                    let len = codes.len();
                     let slot = codes.get_mut(g * dim + e).ok_or(Error::Index {
-                        arg: "keys",
+                        arg: if values { "values" } else { "keys" },
                         end: g * dim + e + 1,
-                        len: 0,
+                        len,
                     })?;
                     *slot = c;
                 }
@@ -222,10 +224,11 @@ impl<'a> QuantizedKvCache<'a> {
             for t in start..start + m {
                 for e in 0..dim {
                     let x = self.dequantized(values, h, t, e).unwrap_or(f64::NAN);
+                    let capacity = out.len();
                     let slot = out.get_mut(i).ok_or(Error::Capacity {
                         arg: "partial",
                         needed: i + 1,
-                        capacity: 0,
+                        capacity,
                     })?;
                     *slot = T::from_f64(x);
                     i += 1;

@@ -243,7 +243,7 @@ impl MultiHeadAttention {
 
     /// [`MultiHeadAttention::forward`] that also writes each query row's log-sum-exp into
     /// `lse [B, Hq, Lq]`: the partial state `(o, lse)` of attention over this chunk of keys,
-    /// which [`crate::merge`] combines with the partials of other chunks. Give the chunk's keys
+    /// which [`crate::merge()`] combines with the partials of other chunks. Give the chunk's keys
     /// their place in the whole sequence with [`MultiHeadAttention::with_query_offset`].
     ///
     /// # Errors

@@ -16,7 +16,7 @@ use super::{
 /// of `n` queries needs `n + w - 1 <= capacity` once the ring has wrapped (`capacity = w` for
 /// one-token decoding; `w + n - 1` for chunks of `n`); asking for an evicted key is
 /// `Err(Capacity)`. Slots hold keys in two runs of increasing position once wrapped: each run is
-/// attended separately and the partial results merged exactly ([`crate::merge`]), except for a
+/// attended separately and the partial results merged exactly ([`crate::merge()`]), except for a
 /// single query that sees the whole ring, attended in one call.
 #[derive(Debug)]
 pub struct RingKvCache<'a, B: Backend + ?Sized, T: Element> {

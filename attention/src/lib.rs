@@ -9,11 +9,22 @@ extern crate alloc;
 extern crate std;
 
 pub mod act;
+pub mod kv_cache;
+pub mod merge;
+pub mod multi_head;
 pub mod pointer;
 pub mod set_encoder;
 
 pub use act::{Act, HaltingStep, Ponder};
+#[cfg(feature = "alloc")]
+pub use kv_cache::GrowableKvCache;
+pub use kv_cache::{
+    FixedKvCache, KvCache, KvCacheDims, KvWorkspace, KvWorkspaceLen, QuantizedKvCache, RingKvCache,
+};
+pub use merge::{PartialAttention, merge};
+pub use multi_head::MultiHeadAttention;
 pub use pointer::PointerAttention;
+pub use seqcore::{AttentionMasks, AttentionParams};
 pub use set_encoder::{
     Isab, LayerNorm, Linear, LstmCell, Mab, MultiheadAttention, Pma, ReadProcessWrite, Sab,
 };

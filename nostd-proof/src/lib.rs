@@ -7,6 +7,7 @@
 //! exist at all. Nothing here allocates: there is no global allocator to use.
 #![no_std]
 
+pub mod attention;
 mod set_encoders;
 
 pub use set_encoders::structure_on_static_buffers;

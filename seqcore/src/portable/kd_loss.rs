@@ -627,7 +627,7 @@ fn get<T: Copy>(mem: &[T], o: usize, arg: &'static str) -> Result<T> {
 /// onto the same `k + 1` buckets (its top-k probabilities and its tail mass `1 - sum`), and the
 /// divergence of [`kd_loss`] is taken between the two bucket distributions. Its gradient reaches
 /// every student logit: `dl/dz_j = q_j (g_b(j) - sum_b Q_b g_b)`, `b(j)` the bucket of `j`. With
-/// `k = V` the tail is empty and this is [`kd_loss`] exactly; as `k` grows with the true tail mass
+/// `k = V` the tail is empty (`tail` is ignored) and this is [`kd_loss`] exactly; as `k` grows with the true tail mass
 /// given, it tends to the dense loss. Reverse-KL-like divergences are `+inf` when `r = 0` and the
 /// student puts mass on the tail (the teacher gives that mass no support), as the dense loss is
 /// for a teacher probability 0.
@@ -734,7 +734,8 @@ pub fn kd_loss_sparse<T: Element>(
             continue;
         }
         let r = match (tail_off, &tail) {
-            (Some(o), Some(tv)) => get(tv.mem(), o, "tail")?.to_acc(),
+            // With k = V there is no tail: its mass is 0 whatever the caller rounded it to.
+            (Some(o), Some(tv)) if k < v => get(tv.mem(), o, "tail")?.to_acc(),
             _ => zero,
         };
         let (mut lk, mut ls) = (Lse::new(), Lse::new());

@@ -268,10 +268,10 @@ pub fn edge_cases() -> Result<Vec<Case>, Failure> {
             None,
         ));
         let wide: Vec<f64> = (0..4096)
-            .map(|i| ((i * 7919) % 1000) as f64 / 200.0 - 2.5)
+            .map(|i| f64::from((i * 7919) % 1000) / 200.0 - 2.5)
             .collect();
         let wide2: Vec<f64> = (0..4096)
-            .map(|i| ((i * 104_729) % 1000) as f64 / 200.0 - 2.5)
+            .map(|i| f64::from((i * 104_729) % 1000) / 200.0 - 2.5)
             .collect();
         v.push(c(
             1.0,
@@ -347,7 +347,9 @@ pub(crate) fn rows<B: Allocate, T: Element>(
     // The size (N = 4096, V = 32000) in f32, the type training runs in, in perf mode
     // and full reports; a quick report times 256 rows of the same V (the same per-row work, 16
     // times less of it). Other types: small.
-    let long = config.timing.is_some_and(|t| t >= std::time::Duration::from_millis(200));
+    let long = config
+        .timing
+        .is_some_and(|t| t >= std::time::Duration::from_millis(200));
     if T::DTYPE == seqcore::DType::F32 {
         let n = if long || !config.checks { 4096 } else { 256 };
         row.time(config, bench::<B, T>(b, n, 32000));

@@ -336,6 +336,11 @@ pub(crate) fn rows<B: Allocate, T: Element>(
     if !config.wants("kd_loss") {
         return;
     }
+    if !supported::<B, T>(b) {
+        // An optional capability this backend lacks: it answers `Unsupported`, never a wrong
+        // result (DESIGN), and has no row.
+        return;
+    }
     let mut row = Row::new::<B, T>(b, "kd_loss");
     let cases =
         row.fixed(config, edge_cases())
@@ -357,6 +362,23 @@ pub(crate) fn rows<B: Allocate, T: Element>(
         row.time(config, bench::<B, T>(b, 64, 4096));
     }
     rows.push(row);
+}
+
+/// False when `b` answers [`seqcore::Error::Unsupported`] for `kd_loss` (memory not on the host
+/// and no override).
+fn supported<B: Allocate, T: Element>(b: &B) -> bool {
+    let probe = || -> Result<bool, Failure> {
+        let x = Input::<B, T>::new(b, &Tensor::contiguous(&[1, 1], vec![0.0])?)?;
+        let mut l =
+            Output::<B, T>::new(b, &Layout::contiguous(&[]).map_err(Failure::setup)?, None)?;
+        let cfg = KdConfig::new(Divergence::ForwardKl, 1.0);
+        Ok(!matches!(
+            b.kd_loss(&cfg, x.view()?, x.view()?, None, l.view()?, None),
+            Err(seqcore::Error::Unsupported { .. })
+        ))
+    };
+    // A probe that cannot even be set up is left to the row, which reports it.
+    probe().unwrap_or(true)
 }
 
 fn divergence_of(case: &VCase) -> Result<Divergence, Failure> {

@@ -860,7 +860,10 @@ fn param_value() -> impl Strategy<Value = Value> {
 }
 
 fn params() -> impl Strategy<Value = Value> {
-    let keys = prop::sample::subsequence(vec!["k", "op", "alpha", "beta", "theta", "kind", "temperature"], 0..7);
+    let keys = prop::sample::subsequence(
+        vec!["k", "op", "alpha", "beta", "theta", "kind", "temperature"],
+        0..7,
+    );
     prop_oneof![
         8 => keys.prop_flat_map(|keys| {
             prop::collection::vec(param_value(), keys.len()).prop_map(move |vs| {

@@ -29,16 +29,28 @@ TEMPS = (0.5, 1.0, 2.0, 4.0)
 # (atol, rtol): outputs rounded once to the dtype; f16/bf16 computed in f32.
 TOL = {"f64": (1e-12, 1e-10), "f32": (1e-5, 1e-4), "f16": (2e-3, 4e-3), "bf16": (1.6e-2, 3.2e-2)}
 
-try:  # optional cross-check against TRL's own function
-    from trl.trainer.gkd_trainer import GKDTrainer  # noqa: E402
-
-    TRL_JSD = GKDTrainer.generalized_jsd_loss
+try:  # optional cross-check against TRL's own function (moved to trl.experimental in 1.x)
+    try:
+        from trl.experimental.gkd.gkd_trainer import GKDTrainer  # noqa: E402
+    except ImportError:
+        from trl.trainer.gkd_trainer import GKDTrainer  # noqa: E402
     import trl
 
+    TRL_JSD = GKDTrainer.generalized_jsd_loss
     TRL = f", checked against trl {trl.__version__} generalized_jsd_loss"
 except Exception:  # noqa: BLE001
     TRL_JSD = None
     TRL = ""
+
+try:  # optional cross-check of the forward-KL gradient against torchtune (which computes the
+    # cross-entropy -sum p ln q in float32, without temperature: same gradient as KL(p || q))
+    import torchtune
+    from torchtune.modules.loss import ForwardKLLoss
+
+    TUNE = f", gradient checked against torchtune {torchtune.__version__} ForwardKLLoss (T = 1, f32)"
+except Exception:  # noqa: BLE001
+    ForwardKLLoss = None
+    TUNE = ""
 
 SOURCE = f"torch {torch.__version__} autograd, float64"
 
@@ -81,15 +93,26 @@ def kd(kind, t, s, temp, param, mask):
     lp = torch.log_softmax(tt / temp, -1)
     lq = torch.log_softmax(st / temp, -1)
     rows = rows_loss(kind, lp, lq, param)
-    if kind == "jsd" and TRL_JSD is not None:
+    checked_trl = False
+    if kind == "jsd" and TRL_JSD is not None and np.isfinite(t).all():
         theirs = TRL_JSD(st.detach(), tt, beta=param, temperature=temp, reduction="none").sum(-1)
+        checked_trl = True
         if not torch.allclose(theirs, rows.detach(), atol=1e-12, rtol=1e-12):
             raise SystemExit(f"TRL disagrees: {theirs} vs {rows}")
     m = torch.tensor(mask, dtype=torch.float64)
+    tune = False
+    if kind == "forward_kl" and temp == 1.0 and ForwardKLLoss is not None and np.isfinite(t).all():
+        st32 = torch.tensor(s, dtype=torch.float32, requires_grad=True)
+        labels = torch.tensor([0 if x else -100 for x in mask])
+        ForwardKLLoss()(st32, torch.tensor(t, dtype=torch.float32), labels).backward()
+        tune_grad = st32.grad.double()
+        tune = True
     kept = float(m.sum())
     loss = temp * temp * (rows * m).sum() / max(kept, 1.0)
     loss.backward()
-    return float(loss.detach()), st.grad.numpy().copy()
+    if tune and not torch.allclose(tune_grad, st.grad, atol=1e-6, rtol=1e-4):
+        raise SystemExit(f"torchtune disagrees: {tune_grad} vs {st.grad}")
+    return float(loss.detach()), st.grad.numpy().copy(), (tune, checked_trl)
 
 
 def ce(logits, targets, eps):
@@ -108,7 +131,7 @@ def kd_case(cases, cid, dtype, kind, temp, param, t, s, mask=None, note=None):
     n = t.shape[0]
     full = mask is None
     mask = np.ones(n) if full else np.asarray(mask, dtype=np.float64)
-    loss, grad = kd(kind, t, s, temp, param, mask)
+    loss, grad, tune = kd(kind, t, s, temp, param, mask)
     params = {"kind": kind, "temperature": temp}
     if kind == "jsd":
         params["beta"] = param
@@ -120,7 +143,7 @@ def kd_case(cases, cid, dtype, kind, temp, param, t, s, mask=None, note=None):
     atol, rtol = TOL[dtype]
     # The loss is a sum of T^2-scaled terms: its absolute error grows with T^2.
     atol = atol * max(1.0, temp * temp)
-    src = SOURCE + (TRL if kind == "jsd" else "")
+    src = SOURCE + (TRL if tune[1] else "") + (TUNE if tune[0] else "")
     cases.append(case(cid, "kd_loss", src, dtype, params, inputs,
                       {"loss": {"shape": [], "data": store_expected([loss], dtype)},
                        "grad": {"shape": list(grad.shape), "data": store_expected(grad, dtype)}},
@@ -193,7 +216,8 @@ def main():
                            "grad": {"shape": [2, 4], "data": store_expected(grad, dtype)}},
                           *TOL[dtype], "every target ignored: loss 0 by the format's convention (torch: NaN)"))
     write_cases("kd_loss.json", cases)
-    print(len(cases), "cases", "(TRL cross-check on)" if TRL_JSD else "(TRL not importable: no cross-check)")
+    print(len(cases), "cases;", "TRL cross-check on;" if TRL_JSD else "TRL not importable;",
+          "torchtune cross-check on" if ForwardKLLoss else "torchtune not importable")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ use crate::tolerance;
 use crate::vectors::{Case as VCase, bad, out};
 
 /// Row names, in report order.
-pub const KERNELS: &[&str] = &["kd_loss"];
+pub const KERNELS: &[&str] = &["kd_loss", "cross_entropy"];
 
 /// Vector-format mechanisms run here.
 pub const VECTORS: &[&str] = &["kd_loss", "cross_entropy"];
@@ -325,6 +325,110 @@ pub fn bench<'a, B: Allocate, T: Element>(
     })
 }
 
+/// One `cross_entropy` call: logits `[n, v]`, targets (`-100` ignored), label smoothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CeCase {
+    /// Logits.
+    pub logits: Tensor,
+    /// Target token per row.
+    pub targets: Vec<i32>,
+    /// Label smoothing.
+    pub eps: f64,
+}
+
+/// Runs `case` on `b` in `T` against the f64 reference. Bound as [`check`]'s: each
+/// log-probability carries `ua (4 v + 4 Z + 8)` (`Z` = largest logit magnitude + `ln v`), a
+/// gradient element `c q` times it, the loss twice it per kept row; outputs rounded once (`2u`).
+///
+/// # Errors
+/// The first [`Failure`].
+pub fn check_ce<B: Allocate, T: Element>(b: &B, case: &CeCase) -> Result<Agreement, Failure> {
+    let shape = case.logits.shape().to_vec();
+    let (n, v) = match *shape.as_slice() {
+        [n, v] => (n, v),
+        _ => return Err(Failure::Setup("rank 2 cases only".into())),
+    };
+    let cfg = CeConfig::new(case.eps);
+    let x = case.logits.rounded::<T>();
+    let r = Reference;
+    let (mut want_l, mut want_g) = ([0.0f64], vec![0.0f64; n * v]);
+    r.cross_entropy(
+        &cfg,
+        r.view(&x, &shape).map_err(Failure::setup)?,
+        r.view(&case.targets, &[n]).map_err(Failure::setup)?,
+        r.view_mut(&mut want_l, &[]).map_err(Failure::setup)?,
+        Some(r.view_mut(&mut want_g, &shape).map_err(Failure::setup)?),
+    )
+    .map_err(Failure::setup)?;
+    let xi = Input::<B, T>::new(b, &case.logits)?;
+    let mut ybuf = b.alloc::<i32>(n).map_err(Failure::setup)?;
+    b.write(&case.targets, ybuf.borrow_mut())
+        .map_err(Failure::setup)?;
+    let yv = View::new(
+        ybuf.borrow(),
+        Layout::contiguous(&[n]).map_err(Failure::setup)?,
+    )
+    .map_err(Failure::setup)?;
+    let mut lo = Output::<B, T>::new(b, &Layout::contiguous(&[]).map_err(Failure::setup)?, None)?;
+    let mut go = Output::<B, T>::new(
+        b,
+        &Layout::contiguous(&shape).map_err(Failure::setup)?,
+        None,
+    )?;
+    b.cross_entropy(&cfg, xi.view()?, yv, lo.view()?, Some(go.view()?))
+        .map_err(Failure::Kernel)?;
+    let got_l = widen(&lo.finish(b, "loss")?);
+    let got_g = widen(&go.finish(b, "grad")?);
+    let q = softmax_rows(&x, v, 1.0);
+    let kept = case.targets.iter().filter(|&&y| y != -100).count();
+    let c = 1.0 / kept.max(1) as f64;
+    let (ua, u, fl) = (
+        tolerance::ua::<T>(),
+        tolerance::u::<T>(),
+        tolerance::floor::<T>(),
+    );
+    let k = |r: usize| {
+        let row = x.get(r * v..(r + 1) * v).unwrap_or(&[]);
+        let z = row.iter().fold(0.0f64, |m, a| m.max(a.abs())) + (v.max(1) as f64).ln();
+        ua * (4.0 * v as f64 + 4.0 * z + 8.0)
+    };
+    let gb = |i: usize| Bound {
+        atol: fl + c * k(i / v.max(1)) * q.get(i).copied().unwrap_or(1.0),
+        rtol: 2.0 * u,
+    };
+    let lsum: f64 = (0..n).map(|r| 2.0 * c * k(r)).sum();
+    let lb = Bound {
+        atol: fl + lsum,
+        rtol: 2.0 * u + ua * (n as f64 + 2.0),
+    };
+    let al = compare("loss", &got_l, &want_l, |_| lb)?;
+    let ag = compare("grad", &got_g, &want_g, gb)?;
+    Ok(al.worst(ag))
+}
+
+/// Random cross-entropy cases: awkward row lengths, strided storage, ignored targets, smoothing
+/// in `[0, 1]`.
+pub fn ce_cases() -> impl Strategy<Value = CeCase> {
+    (
+        1usize..6,
+        dim(140),
+        prop_oneof![Just(0.0), Just(0.1), 0.0f64..=1.0],
+    )
+        .prop_flat_map(|(n, v, eps)| {
+            let v = v.max(1);
+            let vi = i32::try_from(v).unwrap_or(i32::MAX);
+            (
+                tensor(vec![n, v], 3.0, Specials::default()),
+                proptest::collection::vec(prop_oneof![4 => 0..vi, 1 => Just(-100)], n),
+            )
+                .prop_map(move |(logits, targets)| CeCase {
+                    logits,
+                    targets,
+                    eps,
+                })
+        })
+}
+
 /// Appends this crate's rows (see [`super::rows`]).
 pub(crate) fn rows<B: Allocate, T: Element>(
     b: &B,
@@ -333,14 +437,30 @@ pub(crate) fn rows<B: Allocate, T: Element>(
     n: usize,
     rows: &mut Vec<Row>,
 ) {
-    if !config.wants("kd_loss") {
-        return;
-    }
-    if !supported::<B, T>(b) {
+    if !(config.wants("kd_loss") || config.wants("cross_entropy")) || !supported::<B, T>(b) {
         // An optional capability this backend lacks: it answers `Unsupported`, never a wrong
         // result (DESIGN), and has no row.
         return;
     }
+    if config.wants("kd_loss") {
+        kd_row::<B, T>(b, config, seed, n, rows);
+    }
+    if config.wants("cross_entropy") {
+        let mut row = Row::new::<B, T>(b, "cross_entropy");
+        for c in sample(&ce_cases(), n, seed ^ 0xCE) {
+            row.add(&c, check_ce::<B, T>(b, &c));
+        }
+        rows.push(row);
+    }
+}
+
+fn kd_row<B: Allocate, T: Element>(
+    b: &B,
+    config: &Config,
+    seed: u64,
+    n: usize,
+    rows: &mut Vec<Row>,
+) {
     let mut row = Row::new::<B, T>(b, "kd_loss");
     let cases =
         row.fixed(config, edge_cases())

@@ -880,6 +880,7 @@ fn names_of(mechanism: &str) -> (&'static [&'static str], &'static [&'static str
         "gemm" => (&["a", "b", "c"], &["c"]),
         "top_k" => (&["x"], &["values", "indices"]),
         "kd_loss" => (&["teacher", "student"], &["loss", "grad"]),
+        "kd_loss_sparse" => (&["values", "indices", "student"], &["loss", "grad"]),
         "cross_entropy" => (&["logits", "targets"], &["loss", "grad"]),
         _ => (&["x"], &["y"]),
     }

@@ -21,7 +21,7 @@ use crate::vectors::{Case as VCase, bad, out};
 pub const KERNELS: &[&str] = &["kd_loss", "cross_entropy"];
 
 /// Vector-format mechanisms run here.
-pub const VECTORS: &[&str] = &["kd_loss", "cross_entropy"];
+pub const VECTORS: &[&str] = &["kd_loss", "kd_loss_sparse", "cross_entropy"];
 
 /// One `kd_loss` call: teacher and student logits `[n, v]`, an optional row mask.
 #[derive(Clone, Debug, PartialEq)]
@@ -569,6 +569,76 @@ fn run_kd<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreement, Fai
     Ok(al.worst(ag))
 }
 
+fn run_sparse<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreement, Failure> {
+    let cfg = KdConfig::new(divergence_of(case)?, case.param_f64("temperature", None)?);
+    let values = case.input("values")?;
+    let n = values.shape().first().copied().unwrap_or(0);
+    let vi = Input::<B, T>::new(b, &values)?;
+    let si = Input::<B, T>::new(b, &case.input("student")?)?;
+    let ti = match case.inputs.get("tail") {
+        Some(_) => Some(Input::<B, T>::new(b, &case.input("tail")?)?),
+        None => None,
+    };
+    let ix = case
+        .inputs
+        .get("indices")
+        .ok_or_else(|| bad("no input `indices`"))?;
+    let ih = ix
+        .data
+        .iter()
+        .map(|&i| {
+            if i >= 0.0 && i.fract() == 0.0 && i <= f64::from(u32::MAX) {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked
+                Ok(i as u32)
+            } else {
+                Err(bad(format!("index {i}")))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ibuf = b.alloc::<u32>(ih.len()).map_err(Failure::setup)?;
+    b.write(&ih, ibuf.borrow_mut()).map_err(Failure::setup)?;
+    let iv = View::new(
+        ibuf.borrow(),
+        Layout::contiguous(&ix.shape).map_err(Failure::setup)?,
+    )
+    .map_err(Failure::setup)?;
+    let mask = u8_mask(case, n)?;
+    let mbuf = match &mask {
+        Some(m) => Some(upload_u8(b, m)?),
+        None => None,
+    };
+    let mview = match &mbuf {
+        Some(m) => Some(
+            View::new(
+                m.borrow(),
+                Layout::contiguous(&[n]).map_err(Failure::setup)?,
+            )
+            .map_err(Failure::setup)?,
+        ),
+        None => None,
+    };
+    let tview = match &ti {
+        Some(t) => Some(t.view()?),
+        None => None,
+    };
+    let mut l = out::<B, T>(b, case, "loss")?;
+    let mut g = out::<B, T>(b, case, "grad")?;
+    b.kd_loss_sparse(
+        &cfg,
+        vi.view()?,
+        iv,
+        tview,
+        si.view()?,
+        mview,
+        l.view()?,
+        Some(g.view()?),
+    )
+    .map_err(Failure::Kernel)?;
+    let al = case.check("loss", &widen(&l.finish(b, "loss")?))?;
+    let ag = case.check("grad", &widen(&g.finish(b, "grad")?))?;
+    Ok(al.worst(ag))
+}
+
 fn run_ce<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreement, Failure> {
     let eps = case.param_f64("label_smoothing", Some(0.0))?;
     let ignore = case.param_f64("ignore_index", Some(-100.0))?;
@@ -618,6 +688,7 @@ pub(crate) fn run_vector<B: Allocate, T: Element>(
 ) -> Option<Result<Agreement, Failure>> {
     match case.mechanism.as_str() {
         "kd_loss" => Some(run_kd::<B, T>(b, case)),
+        "kd_loss_sparse" => Some(run_sparse::<B, T>(b, case)),
         "cross_entropy" => Some(run_ce::<B, T>(b, case)),
         _ => None,
     }

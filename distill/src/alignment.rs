@@ -12,7 +12,7 @@ use seqcore::{Backend, Dims, Element, Error, Result, View, ViewMut};
 
 use crate::{KdConfig, KdReduction};
 
-/// The aligned rows of one example: teacher rows `teacher_start .. teacher_start + len` of its
+/// The aligned rows of one example (Return of the Encoder, Elfeki et al. 2025, sec. 3): teacher rows `teacher_start .. teacher_start + len` of its
 /// stream predict the same tokens as student decoder rows `student_start .. student_start + len`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Span {
@@ -75,7 +75,8 @@ fn shape_err(
     }
 }
 
-/// Aligns a batch: `teacher_mask [batch, teacher_len]` (Hugging Face `attention_mask` of the
+/// Aligns a batch for decoder-only -> encoder-decoder distillation (Return of the Encoder, sec. 3):
+/// `teacher_mask [batch, teacher_len]` (Hugging Face `attention_mask` of the
 /// teacher's `[prompt; target]` stream, 1 for a token, 0 for padding), `prompt_len [batch]`
 /// (prompt tokens of each example, the start of its stream), `student_mask [batch, student_len]`
 /// (the decoder's attention mask). Writes one [`Span`] per example into `spans` and returns the
@@ -163,7 +164,8 @@ pub fn align(
     Ok(total)
 }
 
-/// The distillation loss of an encoder-decoder student against a decoder-only teacher, over the
+/// The distillation loss (Return of the Encoder, sec. 3; the divergences of [`crate::kd_loss`]) of
+/// an encoder-decoder student against a decoder-only teacher, over the
 /// aligned rows of every example: `teacher [batch, teacher_len, V]` logits of the teacher's
 /// streams, `student [batch, student_len, V]` logits of the student's decoder, `spans` from
 /// [`align`]. Writes each example's share of the loss into `loss [batch]` (their sum is the

@@ -17,7 +17,8 @@
 
 use seqcore::{Dims, Element, Error, Result};
 
-/// A composition `theta0 + sum_t lambda_{t,b} tau_{t,b}` over borrowed blocks.
+/// A composition `theta0 + sum_t lambda_{t,b} tau_{t,b}` over borrowed blocks (aTLAS, Zhang et al.
+/// 2024, eq. 3).
 #[derive(Clone, Copy, Debug)]
 pub struct Atlas<'a, T: Element> {
     base: &'a [&'a [T]],

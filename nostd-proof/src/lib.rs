@@ -8,6 +8,7 @@
 #![no_std]
 
 pub mod attention;
+pub mod distill;
 mod set_encoders;
 
 pub use set_encoders::structure_on_static_buffers;

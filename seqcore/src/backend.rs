@@ -282,6 +282,116 @@ pub trait Backend {
 
     // ---- fused kernels: distillation (seq-distill) ----
 
+    /// Token-level distillation loss of `student` logits against `teacher` logits `[.., V]` and
+    /// its gradient with respect to the student logits, fused (Hinton et al. 2015; GKD, Agarwal et
+    /// al. 2024, eq. 4; DistiLLM, Ko et al. 2024): see [`crate::portable::kd_loss::kd_loss`] for the
+    /// formulas, masks and reductions. No workspace.
+    ///
+    /// # Errors
+    /// As [`crate::portable::kd_loss::kd_loss`]; [`crate::Error::Unsupported`] when this
+    /// backend's memory is not on the host and it does not override the kernel.
+    fn kd_loss<T: Element>(
+        &self,
+        cfg: &crate::portable::kd_loss::KdConfig,
+        teacher: View<'_, Self, T>,
+        student: View<'_, Self, T>,
+        mask: Option<View<'_, Self, u8>>,
+        loss: ViewMut<'_, Self, T>,
+        grad: Option<ViewMut<'_, Self, T>>,
+    ) -> Result<()> {
+        use crate::portable::{host_view, host_view_mut};
+        const OP: &str = "kd_loss";
+        let mask = match mask {
+            Some(m) => Some(host_view(self, OP, m)?),
+            None => None,
+        };
+        let grad = match grad {
+            Some(g) => Some(host_view_mut(self, OP, g)?),
+            None => None,
+        };
+        crate::portable::kd_loss::kd_loss(
+            cfg,
+            host_view(self, OP, teacher)?,
+            host_view(self, OP, student)?,
+            mask,
+            host_view_mut(self, OP, loss)?,
+            grad,
+        )
+    }
+
+    /// Distillation from a sparse (top-k) teacher, fused: see
+    /// [`crate::portable::kd_loss::kd_loss_sparse`]. No workspace.
+    ///
+    /// # Errors
+    /// As [`crate::portable::kd_loss::kd_loss_sparse`]; [`crate::Error::Unsupported`] when this
+    /// backend's memory is not on the host and it does not override the kernel.
+    #[allow(clippy::too_many_arguments)] // the kernel's operands
+    fn kd_loss_sparse<T: Element>(
+        &self,
+        cfg: &crate::portable::kd_loss::KdConfig,
+        values: View<'_, Self, T>,
+        indices: View<'_, Self, u32>,
+        tail: Option<View<'_, Self, T>>,
+        student: View<'_, Self, T>,
+        mask: Option<View<'_, Self, u8>>,
+        loss: ViewMut<'_, Self, T>,
+        grad: Option<ViewMut<'_, Self, T>>,
+    ) -> Result<()> {
+        use crate::portable::{host_view, host_view_mut};
+        const OP: &str = "kd_loss_sparse";
+        let tail = match tail {
+            Some(t) => Some(host_view(self, OP, t)?),
+            None => None,
+        };
+        let mask = match mask {
+            Some(m) => Some(host_view(self, OP, m)?),
+            None => None,
+        };
+        let grad = match grad {
+            Some(g) => Some(host_view_mut(self, OP, g)?),
+            None => None,
+        };
+        crate::portable::kd_loss::kd_loss_sparse(
+            cfg,
+            host_view(self, OP, values)?,
+            host_view(self, OP, indices)?,
+            tail,
+            host_view(self, OP, student)?,
+            mask,
+            host_view_mut(self, OP, loss)?,
+            grad,
+        )
+    }
+
+    /// Cross-entropy with label smoothing and its gradient, fused: see
+    /// [`crate::portable::kd_loss::cross_entropy`]. No workspace.
+    ///
+    /// # Errors
+    /// As [`crate::portable::kd_loss::cross_entropy`]; [`crate::Error::Unsupported`] when this
+    /// backend's memory is not on the host and it does not override the kernel.
+    fn cross_entropy<T: Element>(
+        &self,
+        cfg: &crate::portable::kd_loss::CeConfig,
+        logits: View<'_, Self, T>,
+        targets: View<'_, Self, i32>,
+        loss: ViewMut<'_, Self, T>,
+        grad: Option<ViewMut<'_, Self, T>>,
+    ) -> Result<()> {
+        use crate::portable::{host_view, host_view_mut};
+        const OP: &str = "cross_entropy";
+        let grad = match grad {
+            Some(g) => Some(host_view_mut(self, OP, g)?),
+            None => None,
+        };
+        crate::portable::kd_loss::cross_entropy(
+            cfg,
+            host_view(self, OP, logits)?,
+            host_view(self, OP, targets)?,
+            host_view_mut(self, OP, loss)?,
+            grad,
+        )
+    }
+
     /// A row-major view of `shape` over `mem` (convenience for [`View::contiguous`]).
     ///
     /// # Errors

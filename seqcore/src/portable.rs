@@ -47,3 +47,4 @@ pub fn host_view_mut<'a, B: Backend + ?Sized, T: Scalar>(
 // Kernel submodules (one per fused kernel family) are declared below.
 
 pub mod attention;
+pub mod kd_loss;

@@ -3,7 +3,26 @@
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "alloc")]
-#[allow(unused_extern_crates)] // until the first alloc type lands
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod beam;
+pub mod diverse;
+pub mod model;
+mod ops;
+pub mod processors;
+pub mod rng;
+mod rows;
+pub mod workspace;
+
+pub use beam::{BeamSearch, EarlyStopping, NBest};
+pub use diverse::DiverseBeamSearch;
+#[cfg(feature = "alloc")]
+pub use beam::Hypothesis;
+pub use model::{Hypotheses, LanguageModel, StepTable};
+pub use processors::Processors;
+pub use rng::Xoshiro256;
+#[cfg(feature = "alloc")]
+pub use workspace::WorkspaceBuf;
+pub use workspace::{Workspace, WorkspaceLen};

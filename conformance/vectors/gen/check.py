@@ -321,6 +321,35 @@ def check_case(c, where):
                 if not (row[i] == v or (math.isnan(row[i]) and math.isnan(v))):
                     err(cid, f"row {r}: value {v!r} != x[{i}] = {row[i]!r}")
                     break
+    elif mech == "beam_search":
+        # the stored score of each returned sequence, recomputed from the table: the sum of its
+        # tokens' log-probabilities over length^length_penalty (not with a diversity penalty,
+        # which changes the scores a hypothesis collects)
+        tshape, table = ins["table"]
+        if len(tshape) != 3 or tshape[1] != tshape[2]:
+            err(cid, f"table shape {tshape} is not [S, V, V]")
+            return
+        S, V = tshape[0], tshape[1]
+        sshape, seqs = exps["sequences"]
+        n = int(p["num_return"])
+        if sshape[0] != n or exps["scores"][0] != [n]:
+            err(cid, "sequences / scores do not hold num_return rows")
+            return
+        if int(p.get("groups", 1)) > 1 and float(p.get("diversity_penalty", 0.0)) != 0.0:
+            return
+        lp = float(p["length_penalty"])
+        got = []
+        for r in range(n):
+            row = [int(t) for t in seqs[r * sshape[1]:(r + 1) * sshape[1]] if t != -1]
+            prev, total = int(ins["bos"][1][0]), 0.0
+            for s, t in enumerate(row):
+                logits = table[(s * V + prev) * V:(s * V + prev + 1) * V]
+                m = max(logits)
+                lse = m + math.log(sum(math.exp(x - m) for x in logits if x != -INF))
+                total += logits[t] - lse
+                prev = t
+            got.append(total / (len(row) ** lp))
+        compare("scores", got)
     else:
         err(cid, f"unknown mechanism {mech!r}")
 

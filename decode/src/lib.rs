@@ -7,13 +7,18 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod backspace;
 pub mod beam;
 pub mod diverse;
+pub mod insertion;
 pub mod model;
 mod ops;
+pub mod pointer;
 pub mod processors;
 pub mod rng;
 mod rows;
+pub mod sampling;
+pub mod tree;
 pub mod workspace;
 
 pub use beam::{BeamSearch, EarlyStopping, NBest};
@@ -26,3 +31,8 @@ pub use rng::Xoshiro256;
 #[cfg(feature = "alloc")]
 pub use workspace::WorkspaceBuf;
 pub use workspace::{Workspace, WorkspaceLen};
+pub use backspace::{BackspaceDecoding, BackspaceStats};
+pub use insertion::{InsertionDecoding, InsertionModel, InsertionRule, Inserted};
+pub use pointer::{PointerDecoding, PointerScorer};
+pub use sampling::Sampling;
+pub use tree::{TreeSearch, TreeStats};

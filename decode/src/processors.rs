@@ -28,6 +28,9 @@ pub struct Processors<'a> {
     pub no_repeat_ngram_size: usize,
     /// Tokens never generated (`bad_words_ids` of single tokens, `suppress_tokens`).
     pub banned: &'a [u32],
+    /// Sampling without replacement: a token already generated (the prompt excluded) is banned
+    /// (the permutation mask of pointer decoding; not in Hugging Face).
+    pub without_replacement: bool,
     /// `(step, token)`: at generated position `step` only `token` may come (score 0, every other
     /// `-inf`, as `ForcedBOSTokenLogitsProcessor`).
     pub forced: &'a [(usize, u32)],
@@ -53,6 +56,7 @@ impl Default for Processors<'_> {
             frequency_penalty: 0.0,
             no_repeat_ngram_size: 0,
             banned: &[],
+            without_replacement: false,
             forced: &[],
             min_new_tokens: 0,
             temperature: 1.0,
@@ -189,6 +193,12 @@ impl Processors<'_> {
                         *row.get_mut(i).ok_or_else(bad_token)? = f32::NEG_INFINITY;
                     }
                 }
+            }
+        }
+        if self.without_replacement {
+            for &t in generated {
+                let i = usize::try_from(t).map_err(|_| bad_token())?;
+                *row.get_mut(i).ok_or_else(bad_token)? = f32::NEG_INFINITY;
             }
         }
         for &t in self.banned {

@@ -21,14 +21,6 @@ pub(crate) fn row_mut<T>(buf: &mut [T], i: usize, w: usize) -> Result<&mut [T]> 
         .ok_or_else(|| oob("row", start + w, len))
 }
 
-/// `dst[i] = src[parents[i]]` for rows of width `w`.
-pub(crate) fn gather<T: Copy>(src: &[T], parents: &[u32], w: usize, dst: &mut [T]) -> Result<()> {
-    for (i, &p) in parents.iter().enumerate() {
-        let p = usize::try_from(p).map_err(|_| Error::Overflow { arg: "parents" })?;
-        row_mut(dst, i, w)?.copy_from_slice(row(src, p, w)?);
-    }
-    Ok(())
-}
 
 /// `buf[i]`, or an index error.
 pub(crate) fn at<T: Copy>(buf: &[T], i: usize) -> Result<T> {

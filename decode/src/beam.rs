@@ -148,7 +148,10 @@ pub(crate) fn check_common(
             reason: "must hold at least one token",
         });
     }
-    if prompt.iter().any(|&t| usize::try_from(t).map_or(true, |t| t >= vocab)) {
+    if prompt
+        .iter()
+        .any(|&t| usize::try_from(t).map_or(true, |t| t >= vocab))
+    {
         return Err(Error::Param {
             arg: "prompt",
             reason: "holds a token outside the vocabulary",
@@ -282,7 +285,9 @@ impl BeamSearch<'_> {
         for i in 0..b {
             let r = row_mut(running, i, s)?;
             r.fill(0);
-            r.get_mut(..p).ok_or(Error::Overflow { arg: "prompt" })?.copy_from_slice(prompt);
+            r.get_mut(..p)
+                .ok_or(Error::Overflow { arg: "prompt" })?
+                .copy_from_slice(prompt);
         }
         finished.copy_from_slice(running);
         run_scores.fill(DEAD);
@@ -389,13 +394,12 @@ impl BeamSearch<'_> {
             cur += 1;
             // Hugging Face's early-stop heuristic (sticky)
             if unsatisfied {
-                let best_len = if self.early_stopping == EarlyStopping::Never
-                    && self.length_penalty > 0.0
-                {
-                    max_length - p
-                } else {
-                    cur - p
-                };
+                let best_len =
+                    if self.early_stopping == EarlyStopping::Never && self.length_penalty > 0.0 {
+                        max_length - p
+                    } else {
+                        cur - p
+                    };
                 let best = at(run_scores, 0)? / length_divisor(best_len, self.length_penalty);
                 let min_fin = fin_scores.iter().copied().fold(f32::INFINITY, f32::min);
                 unsatisfied = fin_flag

@@ -21,9 +21,7 @@
 
 use seqcore::{Error, Result};
 
-use crate::beam::{
-    BeamSearch, DEAD, EarlyStopping, NBest, check_common, check_out, length_pow,
-};
+use crate::beam::{BeamSearch, DEAD, EarlyStopping, NBest, check_common, check_out, length_pow};
 use crate::model::{Hypotheses, LanguageModel};
 use crate::ops::{check_logits, log_softmax, top_k};
 use crate::processors::Processors;
@@ -337,7 +335,9 @@ impl DiverseBeamSearch<'_> {
         for i in 0..b {
             let r = row_mut(rows, i, s)?;
             r.fill(0);
-            r.get_mut(..p).ok_or(Error::Overflow { arg: "prompt" })?.copy_from_slice(prompt);
+            r.get_mut(..p)
+                .ok_or(Error::Overflow { arg: "prompt" })?
+                .copy_from_slice(prompt);
         }
         scores.fill(DEAD);
         for grp in 0..g {
@@ -357,7 +357,12 @@ impl DiverseBeamSearch<'_> {
                     let x = row_mut(acc, r, v)?;
                     log_softmax(x);
                     if grp > 0 && self.diversity_penalty != 0.0 {
-                        hamming(x, current.get(..lo).unwrap_or(&[]), self.diversity_penalty, counts)?;
+                        hamming(
+                            x,
+                            current.get(..lo).unwrap_or(&[]),
+                            self.diversity_penalty,
+                            counts,
+                        )?;
                     }
                     self.processors.apply(
                         row(rows, r, s)?.get(..cur).unwrap_or(&[]),
@@ -397,7 +402,16 @@ impl DiverseBeamSearch<'_> {
                             let src = row(rows, lo + parent, s)?
                                 .get(..cur)
                                 .ok_or(Error::Overflow { arg: "rows" })?;
-                            pools.add(grp, gs, s, self.length_penalty, src, cur + 1 - p, true, score)?;
+                            pools.add(
+                                grp,
+                                gs,
+                                s,
+                                self.length_penalty,
+                                src,
+                                cur + 1 - p,
+                                true,
+                                score,
+                            )?;
                         } else {
                             *at_mut(next_scores, lo + filled)? = score;
                             *at_mut(next_tokens, lo + filled)? = t;
@@ -494,11 +508,18 @@ impl DiverseBeamSearch<'_> {
             let glen = ix(at(pool.lens, j)?)?;
             let with_eos = at(pool.eos, j)? != 0;
             let hyp = row(pool.rows, j, s)?;
-            let (body_len, len) = if with_eos { (glen - 1, glen) } else { (glen, glen) };
+            let (body_len, len) = if with_eos {
+                (glen - 1, glen)
+            } else {
+                (glen, glen)
+            };
             let dst = row_mut(tokens, r, w)?;
             dst.get_mut(..body_len)
                 .ok_or(Error::Overflow { arg: "lengths" })?
-                .copy_from_slice(hyp.get(p..p + body_len).ok_or(Error::Overflow { arg: "lengths" })?);
+                .copy_from_slice(
+                    hyp.get(p..p + body_len)
+                        .ok_or(Error::Overflow { arg: "lengths" })?,
+                );
             if with_eos {
                 *at_mut(dst, body_len)? = pad;
             }
@@ -586,7 +607,10 @@ impl PoolSet<'_> {
         let c = gs + 1;
         let n = self.n.get(grp).copied().unwrap_or(0);
         Pool {
-            rows: self.rows.get_mut(grp * c * s..(grp + 1) * c * s).unwrap_or(&mut []),
+            rows: self
+                .rows
+                .get_mut(grp * c * s..(grp + 1) * c * s)
+                .unwrap_or(&mut []),
             sums: self.sums.get_mut(grp * c..(grp + 1) * c).unwrap_or(&mut []),
             lens: self.lens.get_mut(grp * c..(grp + 1) * c).unwrap_or(&mut []),
             eos: self.eos.get_mut(grp * c..(grp + 1) * c).unwrap_or(&mut []),

@@ -103,7 +103,10 @@ impl InsertionDecoding {
                 reason: "holds more tokens than max_len",
             });
         }
-        if fixed.iter().any(|&t| usize::try_from(t).map_or(true, |t| t >= v)) {
+        if fixed
+            .iter()
+            .any(|&t| usize::try_from(t).map_or(true, |t| t >= v))
+        {
             return Err(Error::Param {
                 arg: "fixed",
                 reason: "holds a token outside the vocabulary",

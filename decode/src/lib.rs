@@ -21,18 +21,18 @@ pub mod sampling;
 pub mod tree;
 pub mod workspace;
 
-pub use beam::{BeamSearch, EarlyStopping, NBest};
-pub use diverse::DiverseBeamSearch;
+pub use backspace::{BackspaceDecoding, BackspaceStats};
 #[cfg(feature = "alloc")]
 pub use beam::Hypothesis;
+pub use beam::{BeamSearch, EarlyStopping, NBest};
+pub use diverse::DiverseBeamSearch;
+pub use insertion::{Inserted, InsertionDecoding, InsertionModel, InsertionRule};
 pub use model::{Hypotheses, LanguageModel, StepTable};
+pub use pointer::{PointerDecoding, PointerScorer};
 pub use processors::Processors;
 pub use rng::Xoshiro256;
+pub use sampling::Sampling;
+pub use tree::{TreeSearch, TreeStats};
 #[cfg(feature = "alloc")]
 pub use workspace::WorkspaceBuf;
 pub use workspace::{Workspace, WorkspaceLen};
-pub use backspace::{BackspaceDecoding, BackspaceStats};
-pub use insertion::{InsertionDecoding, InsertionModel, InsertionRule, Inserted};
-pub use pointer::{PointerDecoding, PointerScorer};
-pub use sampling::Sampling;
-pub use tree::{TreeSearch, TreeStats};

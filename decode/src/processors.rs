@@ -125,6 +125,7 @@ impl Processors<'_> {
     /// # Errors
     /// [`Error::Capacity`] naming `scratch` when it is too short; [`Error::Param`] naming
     /// `tokens` when a token is outside the vocabulary.
+    #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &self,
         tokens: &[u32],
@@ -344,13 +345,16 @@ mod tests {
         ));
         for p in [0.0, -0.1, 1.5, f32::NAN] {
             let t = Processors { top_p: p, ..ok };
-            assert!(matches!(t.validate(4), Err(Error::Param { arg: "top_p", .. })));
+            assert!(matches!(
+                t.validate(4),
+                Err(Error::Param { arg: "top_p", .. })
+            ));
         }
-        let t = Processors {
-            banned: &[4],
-            ..ok
-        };
-        assert!(matches!(t.validate(4), Err(Error::Param { arg: "banned", .. })));
+        let t = Processors { banned: &[4], ..ok };
+        assert!(matches!(
+            t.validate(4),
+            Err(Error::Param { arg: "banned", .. })
+        ));
     }
 
     #[test]

@@ -21,10 +21,11 @@ pub(crate) fn row_mut<T>(buf: &mut [T], i: usize, w: usize) -> Result<&mut [T]> 
         .ok_or_else(|| oob("row", start + w, len))
 }
 
-
 /// `buf[i]`, or an index error.
 pub(crate) fn at<T: Copy>(buf: &[T], i: usize) -> Result<T> {
-    buf.get(i).copied().ok_or_else(|| oob("index", i + 1, buf.len()))
+    buf.get(i)
+        .copied()
+        .ok_or_else(|| oob("index", i + 1, buf.len()))
 }
 
 /// `&mut buf[i]`, or an index error.

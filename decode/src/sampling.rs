@@ -72,7 +72,11 @@ impl Sampling<'_> {
     pub fn workspace_len(&self, vocab: usize, prompt_len: usize) -> Result<WorkspaceLen> {
         Ok(WorkspaceLen {
             f32s: add(vocab, vocab, "vocab")?,
-            u32s: add(add(prompt_len, self.max_new_tokens, "max_new_tokens")?, vocab, "vocab")?,
+            u32s: add(
+                add(prompt_len, self.max_new_tokens, "max_new_tokens")?,
+                vocab,
+                "vocab",
+            )?,
         })
     }
 

@@ -90,7 +90,11 @@ impl TreeSearch {
                 reason: "must lie between 1 and the vocabulary size",
             });
         }
-        for (arg, x) in [("n", self.n), ("budget", self.budget), ("max_nodes", self.max_nodes)] {
+        for (arg, x) in [
+            ("n", self.n),
+            ("budget", self.budget),
+            ("max_nodes", self.max_nodes),
+        ] {
             if x == 0 {
                 return Err(Error::Param {
                     arg,

@@ -29,7 +29,11 @@ impl<'a> Workspace<'a> {
 }
 
 /// Cuts `n` elements off the front of `buf`.
-pub(crate) fn take<'a, T>(buf: &mut &'a mut [T], n: usize, arg: &'static str) -> Result<&'a mut [T]> {
+pub(crate) fn take<'a, T>(
+    buf: &mut &'a mut [T],
+    n: usize,
+    arg: &'static str,
+) -> Result<&'a mut [T]> {
     let b = core::mem::take(buf);
     if n > b.len() {
         return Err(Error::Capacity {

@@ -26,7 +26,9 @@ fn cfg() -> ProptestConfig {
 }
 
 fn log_softmax(row: &[f32]) -> Vec<f64> {
-    let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(f64::from(b)));
+    let m = row
+        .iter()
+        .fold(f64::NEG_INFINITY, |a, &b| a.max(f64::from(b)));
     let s: f64 = row.iter().map(|&x| (f64::from(x) - m).exp()).sum();
     row.iter().map(|&x| f64::from(x) - m - s.ln()).collect()
 }
@@ -383,7 +385,10 @@ fn eos_at_step_zero_and_all_neg_inf_and_few_finite() {
     let table = vec![f32::NEG_INFINITY; 3 * v * v];
     let mut m = StepTable::new(&table, 3, v).unwrap();
     let got = bs(2, None).generate(&mut m, &[0]).unwrap();
-    assert!(got.iter().all(|h| h.score <= -1e9 && h.tokens.is_empty()), "{got:?}");
+    assert!(
+        got.iter().all(|h| h.score <= -1e9 && h.tokens.is_empty()),
+        "{got:?}"
+    );
     // one finite token per row, four beams: the finite path wins, the rest are far below
     let mut table = vec![f32::NEG_INFINITY; 3 * v * v];
     for s in 0..3 {
@@ -400,7 +405,9 @@ fn eos_at_step_zero_and_all_neg_inf_and_few_finite() {
 
 #[test]
 fn sampling_is_reproducible() {
-    let table: Vec<f32> = (0..4 * 6 * 6).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
+    let table: Vec<f32> = (0..4 * 6 * 6)
+        .map(|i| ((i * 37) % 11) as f32 * 0.3)
+        .collect();
     let mut m = StepTable::new(&table, 4, 6).unwrap();
     let s = Sampling {
         max_new_tokens: 4,

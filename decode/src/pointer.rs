@@ -56,6 +56,7 @@ pub struct PointerDecoding {
 struct Adapter<'s, S: ?Sized> {
     scorer: &'s mut S,
     n: usize,
+    permutation: bool,
 }
 
 impl<S: PointerScorer + ?Sized> LanguageModel for Adapter<'_, S> {
@@ -77,6 +78,15 @@ impl<S: PointerScorer + ?Sized> LanguageModel for Adapter<'_, S> {
             if let Some(x) = logits.get_mut(i * v + n) {
                 *x = f32::NEG_INFINITY;
             }
+            // the permutation mask goes before the softmax (eq. 3 over the remaining positions)
+            if self.permutation {
+                for &j in hyps.tokens(i).get(1..).unwrap_or(&[]) {
+                    let j = usize::try_from(j).map_err(|_| Error::Overflow { arg: "positions" })?;
+                    if let Some(x) = logits.get_mut(i * v + j) {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -95,10 +105,7 @@ impl PointerDecoding {
             length_penalty: 0.0,
             early_stopping: EarlyStopping::Never,
             num_return: self.num_return,
-            processors: Processors {
-                without_replacement: self.permutation,
-                ..Processors::default()
-            },
+            processors: Processors::default(),
         }
     }
 
@@ -130,7 +137,11 @@ impl PointerDecoding {
             });
         }
         let start = u32::try_from(n).map_err(|_| Error::Overflow { arg: "positions" })?;
-        let mut model = Adapter { scorer, n };
+        let mut model = Adapter {
+            scorer,
+            n,
+            permutation: self.permutation,
+        };
         self.search().run(&mut model, &[start], ws, out)
     }
 
@@ -151,7 +162,11 @@ impl PointerDecoding {
             });
         }
         let start = u32::try_from(n).map_err(|_| Error::Overflow { arg: "positions" })?;
-        let mut model = Adapter { scorer, n };
+        let mut model = Adapter {
+            scorer,
+            n,
+            permutation: self.permutation,
+        };
         self.search().generate(&mut model, &[start])
     }
 }

@@ -29,7 +29,8 @@ pub struct Processors<'a> {
     /// Tokens never generated (`bad_words_ids` of single tokens, `suppress_tokens`).
     pub banned: &'a [u32],
     /// Sampling without replacement: a token already generated (the prompt excluded) is banned
-    /// (the permutation mask of pointer decoding; not in Hugging Face).
+    /// (not in Hugging Face). Like every processor it acts after the log-softmax in beam search,
+    /// so it does not renormalise; pointer decoding masks before the softmax instead.
     pub without_replacement: bool,
     /// `(step, token)`: at generated position `step` only `token` may come (score 0, every other
     /// `-inf`, as `ForcedBOSTokenLogitsProcessor`).

@@ -143,7 +143,8 @@ fn decoders_do_not_allocate() {
             },
         )
         .unwrap();
-        samp.run(&mut model, &[0], ws.workspace(), &mut out).unwrap();
+        samp.run(&mut model, &[0], ws.workspace(), &mut out)
+            .unwrap();
         bk.run(&mut model, &[0], ws.workspace(), &mut out).unwrap();
         tree.run(
             &mut model,

@@ -51,7 +51,9 @@ fn early_stopping(case: &Case) -> Result<seq_decode::EarlyStopping, Failure> {
         Some(Value::Bool(true)) => Ok(E::True),
         Some(Value::Bool(false)) | None => Ok(E::False),
         Some(Value::String(s)) if s == "never" => Ok(E::Never),
-        Some(other) => Err(bad(format!("`early_stopping` = {other} is not true, false or \"never\""))),
+        Some(other) => Err(bad(format!(
+            "`early_stopping` = {other} is not true, false or \"never\""
+        ))),
     }
 }
 
@@ -63,10 +65,16 @@ fn beam_search<T: Element>(case: &Case) -> Result<Agreement, Failure> {
         .get("table")
         .ok_or_else(|| bad("no input `table`"))?;
     let [steps, v, v2] = table.shape[..] else {
-        return Err(bad(format!("`table` has shape {:?}, expected [S, V, V]", table.shape)));
+        return Err(bad(format!(
+            "`table` has shape {:?}, expected [S, V, V]",
+            table.shape
+        )));
     };
     if v != v2 {
-        return Err(bad(format!("`table` has shape {:?}, expected [S, V, V]", table.shape)));
+        return Err(bad(format!(
+            "`table` has shape {:?}, expected [S, V, V]",
+            table.shape
+        )));
     }
     #[allow(clippy::cast_possible_truncation)]
     let data: Vec<f32> = table
@@ -74,7 +82,10 @@ fn beam_search<T: Element>(case: &Case) -> Result<Agreement, Failure> {
         .iter()
         .map(|&x| T::from_f64(x).to_f64() as f32)
         .collect();
-    let bos = case.inputs.get("bos").ok_or_else(|| bad("no input `bos`"))?;
+    let bos = case
+        .inputs
+        .get("bos")
+        .ok_or_else(|| bad("no input `bos`"))?;
     let prompt: Vec<u32> = bos
         .data
         .iter()

@@ -17,6 +17,7 @@ pub const KERNELS: &[&str] = &[];
 pub const VECTORS: &[&str] = &["beam_search"];
 
 /// Appends this crate's rows (see [`super::rows`]).
+#[allow(clippy::extra_unused_type_parameters)] // the hook signature is shared by every crate
 pub(crate) fn rows<B: Allocate, T: Element>(
     b: &B,
     config: &Config,

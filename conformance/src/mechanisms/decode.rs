@@ -10,14 +10,15 @@ use crate::compare::{Agreement, compare_exact};
 use crate::suite::{Config, Row};
 use crate::vectors::{Case, bad};
 
+mod properties;
+
 /// Row names, in report order.
-pub const KERNELS: &[&str] = &[];
+pub const KERNELS: &[&str] = &["beam_search", "diverse_beam_search"];
 
 /// Vector-format mechanisms run here.
 pub const VECTORS: &[&str] = &["beam_search"];
 
 /// Appends this crate's rows (see [`super::rows`]).
-#[allow(clippy::extra_unused_type_parameters)] // the hook signature is shared by every crate
 pub(crate) fn rows<B: Allocate, T: Element>(
     b: &B,
     config: &Config,
@@ -25,7 +26,7 @@ pub(crate) fn rows<B: Allocate, T: Element>(
     n: usize,
     rows: &mut Vec<Row>,
 ) {
-    let _ = (b, config, seed, n, rows);
+    properties::rows::<B, T>(b, config, seed, n, rows);
 }
 
 /// Runs a case whose mechanism is in [`VECTORS`]; `None` for any other.

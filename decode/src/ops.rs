@@ -31,7 +31,7 @@ pub(crate) fn exp_sum_term(x: f32) -> f64 {
     // 1.5 * 2^52: adding it rounds to an integer held in the low mantissa bits
     const MAGIC: f64 = 6_755_399_441_055_744.0;
     // branch-free (vectorises): clamp, reduce, polynomial, scale by 2^n built from bits
-    let x = f64::from(x).max(-700.0).min(700.0);
+    let x = f64::from(x).clamp(-700.0, 700.0);
     let t = x * INV_LN2 + MAGIC;
     let n = t - MAGIC;
     let r = x - n * LN2;

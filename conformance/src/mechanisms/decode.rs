@@ -16,7 +16,7 @@ mod properties;
 pub const KERNELS: &[&str] = &["beam_search", "diverse_beam_search"];
 
 /// Vector-format mechanisms run here.
-pub const VECTORS: &[&str] = &["beam_search"];
+pub const VECTORS: &[&str] = &["beam_search", "logits_processors"];
 
 /// Appends this crate's rows (see [`super::rows`]).
 pub(crate) fn rows<B: Allocate, T: Element>(
@@ -35,7 +35,11 @@ pub(crate) fn run_vector<B: Allocate, T: Element>(
     case: &Case,
 ) -> Option<Result<Agreement, Failure>> {
     let _ = b;
-    (case.mechanism == "beam_search").then(|| beam_search::<T>(case))
+    match case.mechanism.as_str() {
+        "beam_search" => Some(beam_search::<T>(case)),
+        "logits_processors" => Some(logits_processors::<T>(case)),
+        _ => None,
+    }
 }
 
 fn count(case: &Case, name: &str, default: Option<f64>) -> Result<usize, Failure> {
@@ -157,4 +161,94 @@ fn beam_search<T: Element>(case: &Case) -> Result<Agreement, Failure> {
     compare_exact("sequences", &got_tokens, &want_tokens)?;
     let scores: Vec<f64> = hyps.iter().map(|h| f64::from(h.score)).collect();
     case.check("scores", &scores)
+}
+
+fn tokens(d: &crate::vectors::Data, name: &str) -> Result<Vec<u32>, Failure> {
+    d.data
+        .iter()
+        .map(|&x| {
+            if x >= 0.0 && x.fract() == 0.0 && x < 4e9 {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Ok(x as u32)
+            } else {
+                Err(bad(format!("`{name}` holds {x}, not a token")))
+            }
+        })
+        .collect()
+}
+
+/// The `logits_processors` mechanism: seq-decode's processors, row by row, on scores rounded to
+/// `T` (then float32), against transformers' processor classes.
+fn logits_processors<T: Element>(case: &Case) -> Result<Agreement, Failure> {
+    let scores = case
+        .inputs
+        .get("scores")
+        .ok_or_else(|| bad("no input `scores`"))?;
+    let ids = case
+        .inputs
+        .get("input_ids")
+        .ok_or_else(|| bad("no input `input_ids`"))?;
+    let (&[rows, v], &[rows2, len]) = (&scores.shape[..], &ids.shape[..]) else {
+        return Err(bad("`scores` is not [R, V] or `input_ids` not [R, L]"));
+    };
+    if rows != rows2 {
+        return Err(bad("`scores` and `input_ids` differ in rows"));
+    }
+    let ids = tokens(ids, "input_ids")?;
+    let banned: Vec<u32> = match case.params.get("banned") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_u64()
+                    .and_then(|t| u32::try_from(t).ok())
+                    .ok_or_else(|| bad("`banned` holds a non-token"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(bad("`banned` is not a list")),
+    };
+    let sampling = matches!(case.params.get("sampling"), Some(Value::Bool(true)));
+    #[allow(clippy::cast_possible_truncation)]
+    let procs = seq_decode::Processors {
+        repetition_penalty: case.param_f64("repetition_penalty", Some(1.0))? as f32,
+        no_repeat_ngram_size: count(case, "no_repeat_ngram_size", Some(0.0))?,
+        banned: &banned,
+        min_new_tokens: count(case, "min_new_tokens", Some(0.0))?,
+        temperature: case.param_f64("temperature", Some(1.0))? as f32,
+        top_k: count(case, "top_k", Some(0.0))?,
+        top_p: case.param_f64("top_p", Some(1.0))? as f32,
+        min_p: case.param_f64("min_p", Some(0.0))? as f32,
+        ..seq_decode::Processors::default()
+    };
+    procs.validate(v).map_err(Failure::Kernel)?;
+    let eos = u32::try_from(count(case, "eos", Some(0.0))?).map_err(|_| bad("`eos` too large"))?;
+    let prompt_len = count(case, "prompt_len", Some(0.0))?;
+    let mut got = Vec::with_capacity(rows * v);
+    let (mut counts, mut probs) = (vec![0u32; v], vec![0f32; v]);
+    for r in 0..rows {
+        #[allow(clippy::cast_possible_truncation)]
+        let mut row: Vec<f32> = scores
+            .data
+            .get(r * v..(r + 1) * v)
+            .ok_or_else(|| bad("`scores` too short"))?
+            .iter()
+            .map(|&x| T::from_f64(x).to_f64() as f32)
+            .collect();
+        let toks = ids
+            .get(r * len..(r + 1) * len)
+            .ok_or_else(|| bad("`input_ids` too short"))?;
+        procs
+            .apply(
+                toks,
+                prompt_len,
+                Some(eos),
+                sampling,
+                &mut row,
+                &mut counts,
+                &mut probs,
+            )
+            .map_err(Failure::Kernel)?;
+        got.extend(row.iter().map(|&x| f64::from(x)));
+    }
+    case.check("scores", &got)
 }

@@ -350,6 +350,17 @@ def check_case(c, where):
                 prev = t
             got.append(total / (len(row) ** lp))
         compare("scores", got)
+    elif mech == "logits_processors":
+        # structure only (the processors themselves are transformers' classes): shapes agree,
+        # and a processed score is either -inf (removed) or finite
+        sshape, _ = ins["scores"]
+        ishape, _ = ins["input_ids"]
+        eshape, exp = exps["scores"]
+        if len(sshape) != 2 or len(ishape) != 2 or sshape[0] != ishape[0] or eshape != sshape:
+            err(cid, f"scores {sshape} / input_ids {ishape} / expected {eshape} do not agree")
+            return
+        if any(math.isnan(x) or x == INF for x in exp):
+            err(cid, "expected scores hold NaN or +inf")
     else:
         err(cid, f"unknown mechanism {mech!r}")
 

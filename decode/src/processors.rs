@@ -372,6 +372,37 @@ mod tests {
     }
 
     #[test]
+    fn presence_frequency_forced_min_new_tokens() {
+        let p = Processors {
+            presence_penalty: 0.5,
+            frequency_penalty: 0.25,
+            ..Processors::default()
+        };
+        let mut row = [0.0; 4];
+        let (mut c, mut f) = ([0; 4], [0.0; 4]);
+        // prompt [3] is not counted; generated 1, 1, 2
+        p.apply(&[3, 1, 1, 2], 1, None, false, &mut row, &mut c, &mut f)
+            .unwrap();
+        assert_eq!(row, [0.0, -1.0, -0.75, 0.0]);
+        let p = Processors {
+            forced: &[(1, 2)],
+            min_new_tokens: 3,
+            ..Processors::default()
+        };
+        let mut row = [1.0; 4];
+        p.apply(&[3, 0], 1, Some(1), false, &mut row, &mut c, &mut f)
+            .unwrap();
+        assert_eq!(
+            row,
+            [f32::NEG_INFINITY, f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY]
+        );
+        let mut row = [1.0; 4];
+        p.apply(&[3, 0, 0], 1, Some(1), false, &mut row, &mut c, &mut f)
+            .unwrap();
+        assert_eq!(row, [1.0, f32::NEG_INFINITY, 1.0, 1.0]);
+    }
+
+    #[test]
     fn no_repeat_ngram_bans_completion() {
         let p = Processors {
             no_repeat_ngram_size: 2,

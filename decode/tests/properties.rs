@@ -431,3 +431,37 @@ fn sampling_is_reproducible() {
         .collect();
     assert!(other.iter().any(|o| *o != a));
 }
+
+#[test]
+fn sampling_follows_the_softmax() {
+    // one step, 4 tokens: the empirical frequencies approach softmax(logits / T)
+    let logits = [0.0f32, 1.0, 2.0, -1.0];
+    let table: Vec<f32> = logits.iter().copied().cycle().take(16).collect();
+    let mut m = StepTable::new(&table, 1, 4).unwrap();
+    let temp = 0.8f32;
+    let mut counts = [0usize; 4];
+    let n = 20_000;
+    for seed in 0..n {
+        let s = Sampling {
+            max_new_tokens: 1,
+            do_sample: true,
+            seed,
+            processors: Processors {
+                temperature: temp,
+                ..Processors::default()
+            },
+            ..Sampling::default()
+        };
+        counts[s.generate(&mut m, &[0]).unwrap()[0] as usize] += 1;
+    }
+    let scaled: Vec<f32> = logits.iter().map(|x| x / temp).collect();
+    let p: Vec<f64> = log_softmax(&scaled).iter().map(|l| l.exp()).collect();
+    for (c, p) in counts.iter().zip(&p) {
+        let f = *c as f64 / n as f64;
+        // five standard deviations of a binomial proportion
+        assert!(
+            (f - p).abs() < 5.0 * (p * (1.0 - p) / n as f64).sqrt(),
+            "{f} vs {p}"
+        );
+    }
+}

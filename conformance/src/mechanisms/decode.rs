@@ -112,6 +112,13 @@ fn beam_search<T: Element>(case: &Case) -> Result<Agreement, Failure> {
     let groups = count(case, "groups", Some(1.0))?;
     let diversity_penalty = case.param_f64("diversity_penalty", Some(0.0))?;
     let early_stopping = early_stopping(case)?;
+    #[allow(clippy::cast_possible_truncation)]
+    let processors = seq_decode::Processors {
+        repetition_penalty: case.param_f64("repetition_penalty", Some(1.0))? as f32,
+        no_repeat_ngram_size: count(case, "no_repeat_ngram_size", Some(0.0))?,
+        min_new_tokens: count(case, "min_new_tokens", Some(0.0))?,
+        ..seq_decode::Processors::default()
+    };
     let mut model = seq_decode::StepTable::new(&data, steps, v).map_err(Failure::setup)?;
     let hyps = if groups > 1 {
         #[allow(clippy::cast_possible_truncation)]
@@ -124,7 +131,7 @@ fn beam_search<T: Element>(case: &Case) -> Result<Agreement, Failure> {
             length_penalty,
             early_stopping,
             num_return,
-            processors: seq_decode::Processors::default(),
+            processors,
         };
         dbs.generate(&mut model, &prompt)
     } else {
@@ -135,7 +142,7 @@ fn beam_search<T: Element>(case: &Case) -> Result<Agreement, Failure> {
             length_penalty,
             early_stopping,
             num_return,
-            processors: seq_decode::Processors::default(),
+            processors,
         };
         bs.generate(&mut model, &prompt)
     }

@@ -49,7 +49,7 @@ class TableLM(PreTrainedModel, GenerationMixin):
         return CausalLMOutput(logits=logits)
 
 
-def run_hf(table, eos, beams, max_new, lp, es, num_return, groups=1, div=0.0):
+def run_hf(table, eos, beams, max_new, lp, es, num_return, groups=1, div=0.0, procs=None):
     steps, v, _ = table.shape
     cfg = TableConfig(vocab_size=v, eos_token_id=eos, pad_token_id=eos, bos_token_id=PROMPT)
     model = TableLM(cfg, table, 1)
@@ -59,6 +59,8 @@ def run_hf(table, eos, beams, max_new, lp, es, num_return, groups=1, div=0.0):
         length_penalty=lp, early_stopping=es, num_return_sequences=num_return,
         do_sample=False, return_dict_in_generate=True, output_scores=True, use_cache=False,
     )
+    for k, val in (procs or {}).items():
+        setattr(gc, k, val)
     if groups > 1:
         gc.num_beam_groups = groups
         gc.diversity_penalty = div
@@ -84,17 +86,18 @@ def run_hf(table, eos, beams, max_new, lp, es, num_return, groups=1, div=0.0):
 
 
 def make(cid, rng, v, beams, max_new, lp, es, num_return, groups=1, div=0.0, eos=1,
-         scale=2.5, edit=None, note=None):
+         scale=2.5, edit=None, note=None, procs=None):
     table = rng.standard_normal((max_new, v, v)) * scale
     if edit:
         edit(table)
     table = round_to("f32", table)
-    shape, data, scores = run_hf(table, eos, beams, max_new, lp, es, num_return, groups, div)
+    shape, data, scores = run_hf(table, eos, beams, max_new, lp, es, num_return, groups, div, procs)
     params = {"beams": beams, "max_new_tokens": max_new, "eos": eos, "length_penalty": lp,
               "early_stopping": es, "num_return": num_return}
     if groups > 1:
         params["groups"] = groups
         params["diversity_penalty"] = div
+    params.update(procs or {})
     return case(
         cid, "beam_search",
         f"transformers {transformers.__version__} generate (beam search / group beam search) "
@@ -117,7 +120,7 @@ def main():
         (10, 4, 7, 0.0, "never", 4, 1, 0.0),
         (10, 4, 7, 2.0, "never", 2, 1, 0.0),
         (12, 5, 6, -1.0, False, 3, 1, 0.0),
-        (12, 5, 8, 0.5, "never", 5, 1, 0.0),
+        (10, 5, 8, 0.5, "never", 5, 1, 0.0),
         (6, 2, 5, 1.0, False, 1, 1, 0.0),
         (16, 8, 6, 1.0, False, 8, 1, 0.0),
         (9, 4, 6, 1.0, True, 4, 2, 0.5),
@@ -125,7 +128,7 @@ def main():
         (12, 6, 7, 0.0, "never", 6, 3, 1.0),
         (12, 6, 7, 2.0, "never", 4, 3, 0.7),
         (16, 8, 6, 1.0, False, 8, 4, 2.0),
-        (16, 8, 6, -0.5, True, 5, 8, 1.0),
+        (12, 8, 5, -0.5, True, 5, 8, 1.0),
         (10, 4, 5, 1.0, False, 4, 4, 0.3),
     ]
     for (v, b, m, lp, es, nr, g, div) in grid:
@@ -155,6 +158,17 @@ def main():
         cid = f"beam_search/few-finite-g{g}"
         cases.append(make(cid, rng_for(SEED, cid), 8, 4, 4, 1.0, False, 4, g, div, edit=sparse,
                           note="only tokens 0-2 are finite: fewer finite candidates than 2 x beams"))
+
+    # logits processors inside beam search (applied to the log-probabilities, Hugging Face's order)
+    for g, div in [(1, 0.0), (2, 0.6)]:
+        for name, procs in [("rep1.5", {"repetition_penalty": 1.5}),
+                            ("ngram2", {"no_repeat_ngram_size": 2}),
+                            ("minnew4", {"min_new_tokens": 4}),
+                            ("all", {"repetition_penalty": 1.3, "no_repeat_ngram_size": 2,
+                                     "min_new_tokens": 2})]:
+            cid = f"beam_search/procs-{name}-g{g}"
+            cases.append(make(cid, rng_for(SEED, cid), 6, 4, 6, 1.0, False, 4, g, div,
+                              edit=eos_heavy, scale=1.5, procs=procs))
 
     # No exact-tie cases: torch.topk orders equal values in an unspecified way (on CPU not by
     # index), so Hugging Face's choice among exact ties is not defined; seq-decode breaks them to

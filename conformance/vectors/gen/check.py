@@ -337,6 +337,8 @@ def check_case(c, where):
             return
         if int(p.get("groups", 1)) > 1 and float(p.get("diversity_penalty", 0.0)) != 0.0:
             return
+        if any(k in p for k in ("repetition_penalty", "no_repeat_ngram_size", "min_new_tokens")):
+            return  # processors change the log-probabilities the scores sum
         lp = float(p["length_penalty"])
         got = []
         for r in range(n):

@@ -27,7 +27,7 @@ pub use beam::Hypothesis;
 pub use beam::{BeamSearch, EarlyStopping, NBest};
 pub use diverse::DiverseBeamSearch;
 pub use insertion::{Inserted, InsertionDecoding, InsertionModel, InsertionRule};
-pub use model::{Hypotheses, LanguageModel, StepTable};
+pub use model::{BackendLanguageModel, Hypotheses, LanguageModel, OnBackend, StepTable};
 pub use pointer::{PointerDecoding, PointerScorer};
 pub use processors::Processors;
 pub use rng::Xoshiro256;

@@ -220,3 +220,88 @@ impl LanguageModel for StepTable<'_> {
         Ok(())
     }
 }
+
+/// A model whose logits live in a backend's memory (a GPU's, say): it writes them into a
+/// [`seqcore::ViewMut`] `[count, V]` of its own memory, and [`OnBackend`] downloads them with
+/// [`seqcore::Backend::read`] for the decoder (the decoders' selection runs on the host).
+pub trait BackendLanguageModel<B: seqcore::Backend> {
+    /// Vocabulary size `V`.
+    fn vocab_size(&self) -> usize;
+
+    /// Writes the logits of `hyps` into `logits [hyps.count(), V]` on `backend`.
+    ///
+    /// # Errors
+    /// Whatever the model or the backend reports.
+    fn logits(
+        &mut self,
+        backend: &B,
+        hyps: Hypotheses<'_>,
+        logits: seqcore::ViewMut<'_, B, f32>,
+    ) -> Result<()>;
+
+    /// As [`LanguageModel::reorder`].
+    ///
+    /// # Errors
+    /// Whatever the model reports.
+    fn reorder(&mut self, parents: &[u32]) -> Result<()> {
+        let _ = parents;
+        Ok(())
+    }
+
+    /// As [`LanguageModel::rollback`].
+    ///
+    /// # Errors
+    /// Whatever the model reports.
+    fn rollback(&mut self, hyp: usize, tokens: usize) -> Result<()> {
+        let _ = (hyp, tokens);
+        Ok(())
+    }
+}
+
+/// A [`BackendLanguageModel`] with its logits memory, seen as a [`LanguageModel`]: each call
+/// lets the model write into `mem` and downloads it. `mem` must hold exactly `count * V` elements
+/// for the decoder's `count` (the beams for beam search, 1 for single-sequence decoders).
+#[derive(Debug)]
+pub struct OnBackend<'a, B: seqcore::Backend, M> {
+    backend: &'a B,
+    model: M,
+    mem: &'a mut B::Mem<f32>,
+}
+
+impl<'a, B: seqcore::Backend, M: BackendLanguageModel<B>> OnBackend<'a, B, M> {
+    /// `model` on `backend`, writing its logits into `mem`.
+    pub fn new(backend: &'a B, model: M, mem: &'a mut B::Mem<f32>) -> Self {
+        Self {
+            backend,
+            model,
+            mem,
+        }
+    }
+
+    /// The model back.
+    pub fn into_inner(self) -> M {
+        self.model
+    }
+}
+
+impl<B: seqcore::Backend, M: BackendLanguageModel<B>> LanguageModel for OnBackend<'_, B, M> {
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    fn logits(&mut self, hyps: Hypotheses<'_>, logits: &mut [f32]) -> Result<()> {
+        let v = self.model.vocab_size();
+        let view = seqcore::ViewMut::<B, f32>::contiguous(self.mem, &[hyps.count(), v])?;
+        self.model.logits(self.backend, hyps, view)?;
+        // `read` copies all of `mem`: it must be exactly [count, V]
+        self.backend.read(self.mem, logits)
+    }
+
+    fn reorder(&mut self, parents: &[u32]) -> Result<()> {
+        self.model.reorder(parents)
+    }
+
+    fn rollback(&mut self, hyp: usize, tokens: usize) -> Result<()> {
+        self.model.rollback(hyp, tokens)
+    }
+}

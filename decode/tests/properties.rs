@@ -465,3 +465,55 @@ fn sampling_follows_the_softmax() {
         );
     }
 }
+
+/// Logits computed on a backend (an LM head as a gemm on the reference backend) and downloaded
+/// through `OnBackend` give the same beam search as the host model.
+#[test]
+fn logits_on_a_backend() {
+    use seq_decode::{BackendLanguageModel, OnBackend};
+    use seqcore::{Backend, Reference, ViewMut};
+    struct Head {
+        w: Vec<f32>, // [V, V]: row p holds the logits after token p
+        v: usize,
+    }
+    impl BackendLanguageModel<Reference> for Head {
+        fn vocab_size(&self) -> usize {
+            self.v
+        }
+        fn logits(
+            &mut self,
+            b: &Reference,
+            hyps: Hypotheses<'_>,
+            out: ViewMut<'_, Reference, f32>,
+        ) -> Result<()> {
+            let mut onehot = vec![0.0f32; hyps.count() * self.v];
+            for i in 0..hyps.count() {
+                onehot[i * self.v + hyps.last(i).unwrap() as usize] = 1.0;
+            }
+            let a = b.view(&onehot, &[hyps.count(), self.v])?;
+            let w = b.view(&self.w, &[self.v, self.v])?;
+            b.gemm(1.0, a, w, 0.0, out)
+        }
+    }
+    let v = 6;
+    let w: Vec<f32> = (0..v * v)
+        .map(|i| ((i * 13) % 7) as f32 * 0.4 - 1.0)
+        .collect();
+    let table: Vec<f32> = w.iter().copied().cycle().take(4 * v * v).collect();
+    let search = BeamSearch {
+        beams: 3,
+        max_new_tokens: 4,
+        eos: Some(1),
+        length_penalty: 1.0,
+        early_stopping: EarlyStopping::Never,
+        num_return: 3,
+        processors: Processors::default(),
+    };
+    let mut mem = vec![0.0f32; 3 * v];
+    let mut on = OnBackend::new(&Reference, Head { w, v }, &mut mem[..]);
+    let a = search.generate(&mut on, &[0]).unwrap();
+    let b = search
+        .generate(&mut StepTable::new(&table, 4, v).unwrap(), &[0])
+        .unwrap();
+    assert_eq!(a, b);
+}

@@ -444,12 +444,21 @@ impl BeamSearch<'_> {
         model: &mut M,
         prompt: &[u32],
     ) -> Result<alloc::vec::Vec<Hypothesis>> {
+        check_common(
+            self.beams,
+            self.max_new_tokens,
+            self.eos,
+            self.length_penalty,
+            self.num_return,
+            model.vocab_size(),
+            prompt,
+        )?;
         let len = self.workspace_len(model.vocab_size(), prompt.len())?;
-        let mut ws = crate::workspace::WorkspaceBuf::new(len);
+        let mut ws = crate::workspace::WorkspaceBuf::try_new(len)?;
         let n = self.num_return.min(self.beams);
-        let mut tokens = alloc::vec![0u32; n.saturating_mul(self.max_new_tokens)];
-        let mut lengths = alloc::vec![0usize; n];
-        let mut scores = alloc::vec![0f32; n];
+        let mut tokens = crate::workspace::try_vec(n.saturating_mul(self.max_new_tokens), 0u32)?;
+        let mut lengths = crate::workspace::try_vec(n, 0usize)?;
+        let mut scores = crate::workspace::try_vec(n, 0f32)?;
         self.run(
             model,
             prompt,

@@ -158,10 +158,10 @@ impl Sampling<'_> {
         model: &mut M,
         prompt: &[u32],
     ) -> Result<alloc::vec::Vec<u32>> {
-        let mut ws = crate::workspace::WorkspaceBuf::new(
+        let mut ws = crate::workspace::WorkspaceBuf::try_new(
             self.workspace_len(model.vocab_size(), prompt.len())?,
-        );
-        let mut out = alloc::vec![0u32; self.max_new_tokens];
+        )?;
+        let mut out = crate::workspace::try_vec(self.max_new_tokens, 0u32)?;
         let n = self.run(model, prompt, ws.workspace(), &mut out)?;
         out.truncate(n);
         Ok(out)

@@ -80,8 +80,31 @@ impl WorkspaceBuf {
         }
     }
 
+    /// Scratch of the given size, zeroed, or [`Error::OutOfMemory`] when it cannot be had (the
+    /// `generate` methods use this: a huge configuration is an `Err`, not an abort).
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`].
+    pub fn try_new(len: WorkspaceLen) -> Result<Self> {
+        Ok(Self {
+            f32s: try_vec(len.f32s, 0.0)?,
+            u32s: try_vec(len.u32s, 0)?,
+        })
+    }
+
     /// The scratch as a [`Workspace`].
     pub fn workspace(&mut self) -> Workspace<'_> {
         Workspace::new(&mut self.f32s, &mut self.u32s)
     }
+}
+
+/// `vec![x; n]`, or [`Error::OutOfMemory`] instead of an abort.
+#[cfg(feature = "alloc")]
+pub(crate) fn try_vec<T: Clone>(n: usize, x: T) -> Result<alloc::vec::Vec<T>> {
+    let mut v = alloc::vec::Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+        bytes: n.saturating_mul(size_of::<T>()),
+    })?;
+    v.resize(n, x);
+    Ok(v)
 }

@@ -112,6 +112,11 @@ fn beam_search<T: Element>(case: &Case) -> Result<Agreement, Failure> {
     let groups = count(case, "groups", Some(1.0))?;
     let diversity_penalty = case.param_f64("diversity_penalty", Some(0.0))?;
     let early_stopping = early_stopping(case)?;
+    if beams > 1024 || max_new_tokens > 4096 || num_return > 1024 || groups > 1024 {
+        return Err(bad(
+            "`beams`, `groups`, `num_return` or `max_new_tokens` too large for a vector case",
+        ));
+    }
     #[allow(clippy::cast_possible_truncation)]
     let processors = seq_decode::Processors {
         repetition_penalty: case.param_f64("repetition_penalty", Some(1.0))? as f32,

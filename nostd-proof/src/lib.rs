@@ -8,6 +8,7 @@
 #![no_std]
 
 pub mod attention;
+pub mod decode;
 pub mod distill;
 mod set_encoders;
 

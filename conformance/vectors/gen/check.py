@@ -358,6 +358,48 @@ def check_case(c, where):
                 z = math.fsum(x for _, x in w)
                 got += [math.fsum(p_ * v[(j * Hkv + g) * Dv + e] for j, p_ in w) / z for e in range(Dv)]
         compare("o", got)
+    elif mech == "beam_search":
+        # the stored score of each returned sequence, recomputed from the table: the sum of its
+        # tokens' log-probabilities over length^length_penalty (not with a diversity penalty,
+        # which changes the scores a hypothesis collects)
+        tshape, table = ins["table"]
+        if len(tshape) != 3 or tshape[1] != tshape[2]:
+            err(cid, f"table shape {tshape} is not [S, V, V]")
+            return
+        S, V = tshape[0], tshape[1]
+        sshape, seqs = exps["sequences"]
+        n = int(p["num_return"])
+        if sshape[0] != n or exps["scores"][0] != [n]:
+            err(cid, "sequences / scores do not hold num_return rows")
+            return
+        if int(p.get("groups", 1)) > 1 and float(p.get("diversity_penalty", 0.0)) != 0.0:
+            return
+        if any(k in p for k in ("repetition_penalty", "no_repeat_ngram_size", "min_new_tokens")):
+            return  # processors change the log-probabilities the scores sum
+        lp = float(p["length_penalty"])
+        got = []
+        for r in range(n):
+            row = [int(t) for t in seqs[r * sshape[1]:(r + 1) * sshape[1]] if t != -1]
+            prev, total = int(ins["bos"][1][0]), 0.0
+            for s, t in enumerate(row):
+                logits = table[(s * V + prev) * V:(s * V + prev + 1) * V]
+                m = max(logits)
+                lse = m + math.log(sum(math.exp(x - m) for x in logits if x != -INF))
+                total += logits[t] - lse
+                prev = t
+            got.append(total / (len(row) ** lp))
+        compare("scores", got)
+    elif mech == "logits_processors":
+        # structure only (the processors themselves are transformers' classes): shapes agree,
+        # and a processed score is either -inf (removed) or finite
+        sshape, _ = ins["scores"]
+        ishape, _ = ins["input_ids"]
+        eshape, exp = exps["scores"]
+        if len(sshape) != 2 or len(ishape) != 2 or sshape[0] != ishape[0] or eshape != sshape:
+            err(cid, f"scores {sshape} / input_ids {ishape} / expected {eshape} do not agree")
+            return
+        if any(math.isnan(x) or x == INF for x in exp):
+            err(cid, "expected scores hold NaN or +inf")
     else:
         err(cid, f"unknown mechanism {mech!r}")
 

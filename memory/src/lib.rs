@@ -2,8 +2,13 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "alloc")]
-#[allow(unused_extern_crates)] // until the first alloc type lands
-extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod linear;
+pub mod parallel;
+
+pub use linear::{Form, Gates, LinearMemory};
+pub use seqcore::portable::linear_memory::{
+    FeatureMap, LinearMemorySpec, MemoryDims, MemoryInputs, MemoryRule,
+};

@@ -6,9 +6,11 @@
 extern crate std;
 
 pub mod linear;
+pub mod miras;
 pub mod parallel;
 
 pub use linear::{Form, Gates, LinearMemory};
 pub use seqcore::portable::linear_memory::{
     FeatureMap, LinearMemorySpec, MemoryDims, MemoryInputs, MemoryRule,
 };
+pub use miras::{Architecture, AttentionalBias, LearningRule, Miras, Retention};

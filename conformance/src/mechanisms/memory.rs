@@ -117,7 +117,7 @@ fn run_memory<B: Allocate, T: Element>(
     gated: bool,
 ) -> Result<Agreement, Failure> {
     let (q, k, v) = (case.input("q")?, case.input("k")?, case.input("v")?);
-    let (&[_, h, dk], &[l, _, dv]) = (k.shape(), v.shape()) else {
+    let (&[_, h, dk], &[_, _, dv]) = (k.shape(), v.shape()) else {
         return Err(bad("`k` and `v` must have 3 axes"));
     };
     let qi = Input::<B, T>::new(b, &q)?;
@@ -135,7 +135,6 @@ fn run_memory<B: Allocate, T: Element>(
     let sl = seqcore::Layout::contiguous(&[h, dv, dk]).map_err(Failure::setup)?;
     let mut state = Output::<B, T::Acc>::new(b, &sl, Some(&zeros))?;
     let mut o = crate::vectors::out::<B, T>(b, case, "o")?;
-    let _ = l;
     let x = MemoryInputs {
         q: qi.view()?,
         k: ki.view()?,
@@ -145,5 +144,16 @@ fn run_memory<B: Allocate, T: Element>(
     };
     m.forward(b, x, state.view()?, Some(o.view()?), None)
         .map_err(Failure::Kernel)?;
-    case.check("o", &widen(&o.finish(b, "o")?))
+    let recurrent = case.check("o", &widen(&o.finish(b, "o")?))?;
+    // The chunkwise form (chunks of 16: odd lengths leave a partial chunk) must meet the same
+    // bound.
+    let m = m.chunkwise(16);
+    let wl = m.workspace_len(b, dv).map_err(Failure::Kernel)?;
+    let wsl = seqcore::Layout::contiguous(&[wl]).map_err(Failure::setup)?;
+    let mut ws = Output::<B, T::Acc>::new(b, &wsl, None)?;
+    let mut state = Output::<B, T::Acc>::new(b, &sl, Some(&zeros))?;
+    let mut o = crate::vectors::out::<B, T>(b, case, "o")?;
+    m.forward(b, x, state.view()?, Some(o.view()?), Some(ws.view()?))
+        .map_err(Failure::Kernel)?;
+    Ok(recurrent.worst(case.check("o", &widen(&o.finish(b, "o")?))?))
 }

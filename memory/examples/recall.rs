@@ -14,6 +14,8 @@
     clippy::cast_precision_loss,
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,
+    clippy::cast_lossless,
+    clippy::too_many_arguments,
     missing_docs
 )]
 
@@ -52,19 +54,62 @@ enum Preset {
 fn presets(d: usize) -> Vec<Preset> {
     let h = 2 * d;
     vec![
-        Preset::Linear("linear attention", LinearMemory::linear_attention(FeatureMap::Identity), 1.0, 0.0),
-        Preset::Linear("linear attention (elu+1)", LinearMemory::linear_attention(FeatureMap::Elu1), 1.0, 0.0),
-        Preset::Linear("decayed linear attention (0.99)", LinearMemory::decayed_linear_attention(), 1.0, 0.99f32.ln()),
+        Preset::Linear(
+            "linear attention",
+            LinearMemory::linear_attention(FeatureMap::Identity),
+            1.0,
+            0.0,
+        ),
+        Preset::Linear(
+            "linear attention (elu+1)",
+            LinearMemory::linear_attention(FeatureMap::Elu1),
+            1.0,
+            0.0,
+        ),
+        Preset::Linear(
+            "decayed linear attention (0.99)",
+            LinearMemory::decayed_linear_attention(),
+            1.0,
+            0.99f32.ln(),
+        ),
         Preset::Linear("DeltaNet (beta 1)", LinearMemory::delta_net(), 1.0, 0.0),
-        Preset::Linear("Gated DeltaNet (beta 1, 0.999)", LinearMemory::gated_delta_net(), 1.0, 0.999f32.ln()),
-        Preset::Miras("Titans (MLP 2d, momentum 0.5)", Miras::titans(h), 0.5, 0.999),
-        Preset::Miras("Moneta (MLP 2d, p 3, q 4)", Miras::moneta(h, 3.0, 4.0), 0.5, 1.0),
+        Preset::Linear(
+            "Gated DeltaNet (beta 1, 0.999)",
+            LinearMemory::gated_delta_net(),
+            1.0,
+            0.999f32.ln(),
+        ),
+        Preset::Miras(
+            "Titans (MLP 2d, momentum 0.5)",
+            Miras::titans(h),
+            0.5,
+            0.999,
+        ),
+        Preset::Miras(
+            "Moneta (MLP 2d, p 3, q 4)",
+            Miras::moneta(h, 3.0, 4.0),
+            0.5,
+            1.0,
+        ),
         Preset::Miras("Yaad (MLP 2d, delta 0.5)", Miras::yaad(h, 0.5), 0.5, 0.999),
-        Preset::Miras("Memora (MLP 2d, scale 1)", Miras::memora(h, 1.0), 0.5, 0.999),
+        Preset::Miras(
+            "Memora (MLP 2d, scale 1)",
+            Miras::memora(h, 1.0),
+            0.5,
+            0.999,
+        ),
     ]
 }
 
-fn linear_recall(m: LinearMemory, beta: f32, g: f32, keys: &[f32], vals: &[f32], n: usize, d: usize) -> Vec<f32> {
+fn linear_recall(
+    m: LinearMemory,
+    beta: f32,
+    g: f32,
+    keys: &[f32],
+    vals: &[f32],
+    n: usize,
+    d: usize,
+) -> Vec<f32> {
     let b = Reference;
     let mut state = vec![0.0f32; d * d];
     let betas = vec![beta; n];
@@ -96,8 +141,14 @@ fn linear_recall(m: LinearMemory, beta: f32, g: f32, keys: &[f32], vals: &[f32],
         beta: None,
         log_decay: None,
     };
-    m.forward(&b, with(m, n, write, &betas, &gs), b.view_mut(&mut state, &[1, d, d]).unwrap(), None, None)
-        .unwrap();
+    m.forward(
+        &b,
+        with(m, n, write, &betas, &gs),
+        b.view_mut(&mut state, &[1, d, d]).unwrap(),
+        None,
+        None,
+    )
+    .unwrap();
     let zeros = vec![0.0f32; n * d];
     let (zb, zg) = (vec![0.0f32; n], vec![0.0f32; n]);
     let read = MemoryInputs {
@@ -116,7 +167,16 @@ fn linear_recall(m: LinearMemory, beta: f32, g: f32, keys: &[f32], vals: &[f32],
     o
 }
 
-fn miras_recall(m: Miras, lr: f32, keep: f32, keys: &[f32], vals: &[f32], n: usize, d: usize, rng: &mut Rng) -> Vec<f32> {
+fn miras_recall(
+    m: Miras,
+    lr: f32,
+    keep: f32,
+    keys: &[f32],
+    vals: &[f32],
+    n: usize,
+    d: usize,
+    rng: &mut Rng,
+) -> Vec<f32> {
     let p = m.params_len(d, d).unwrap();
     let p0: Vec<f32> = match m.retention {
         seq_memory::Retention::Kl { .. } => {
@@ -148,11 +208,21 @@ fn miras_recall(m: Miras, lr: f32, keep: f32, keys: &[f32], vals: &[f32], n: usi
     let mut ws = vec![0.0f32; m.workspace_len(1, d, d).unwrap()];
     let mut o = vec![0.0f32; n * d];
     let (lrs, keeps, moms) = (vec![lr; n], vec![keep; n], vec![0.5f32; n]);
-    let gates = Gates { lr: &lrs, keep: Some(&keeps), momentum: Some(&moms) };
-    m.recurrent(d, d, keys, keys, vals, gates, &mut state, &mut o, &mut ws).unwrap();
+    let gates = Gates {
+        lr: &lrs,
+        keep: Some(&keeps),
+        momentum: Some(&moms),
+    };
+    m.recurrent(d, d, keys, keys, vals, gates, &mut state, &mut o, &mut ws)
+        .unwrap();
     let (z, one) = (vec![0.0f32; n], vec![1.0f32; n]);
-    let gates = Gates { lr: &z, keep: Some(&one), momentum: Some(&z) };
-    m.recurrent(d, d, keys, keys, vals, gates, &mut state, &mut o, &mut ws).unwrap();
+    let gates = Gates {
+        lr: &z,
+        keep: Some(&one),
+        momentum: Some(&z),
+    };
+    m.recurrent(d, d, keys, keys, vals, gates, &mut state, &mut o, &mut ws)
+        .unwrap();
     o
 }
 
@@ -161,7 +231,16 @@ fn accuracy(o: &[f32], vals: &[f32], n: usize, d: usize) -> f64 {
     for i in 0..n {
         let oi = &o[i * d..(i + 1) * d];
         let best = (0..n)
-            .map(|j| (j, vals[j * d..(j + 1) * d].iter().zip(oi).map(|(a, b)| a * b).sum::<f32>()))
+            .map(|j| {
+                (
+                    j,
+                    vals[j * d..(j + 1) * d]
+                        .iter()
+                        .zip(oi)
+                        .map(|(a, b)| a * b)
+                        .sum::<f32>(),
+                )
+            })
             .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a })
             .0;
         if best == i {
@@ -174,7 +253,11 @@ fn accuracy(o: &[f32], vals: &[f32], n: usize, d: usize) -> f64 {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let widths: &[usize] = if quick { &[32] } else { &[32, 64, 128] };
-    let counts: &[usize] = if quick { &[8, 64, 256] } else { &[8, 16, 32, 64, 128, 256, 512, 1024] };
+    let counts: &[usize] = if quick {
+        &[8, 64, 256]
+    } else {
+        &[8, 16, 32, 64, 128, 256, 512, 1024]
+    };
     for &d in widths {
         println!("\nd = {d}: recall accuracy (%) after writing N pairs\n");
         print!("| preset |");
@@ -198,7 +281,9 @@ fn main() {
                 let vals: Vec<f32> = (0..n).flat_map(|_| rng.unit(d)).collect();
                 let o = match p {
                     Preset::Linear(_, m, beta, g) => linear_recall(m, beta, g, &keys, &vals, n, d),
-                    Preset::Miras(_, m, lr, keep) => miras_recall(m, lr, keep, &keys, &vals, n, d, &mut rng),
+                    Preset::Miras(_, m, lr, keep) => {
+                        miras_recall(m, lr, keep, &keys, &vals, n, d, &mut rng)
+                    }
                 };
                 print!(" {:.0} |", 100.0 * accuracy(&o, &vals, n, d));
             }

@@ -10,7 +10,7 @@ pub mod miras;
 pub mod parallel;
 
 pub use linear::{Form, Gates, LinearMemory};
+pub use miras::{Architecture, AttentionalBias, LearningRule, Miras, Retention};
 pub use seqcore::portable::linear_memory::{
     FeatureMap, LinearMemorySpec, MemoryDims, MemoryInputs, MemoryRule,
 };
-pub use miras::{Architecture, AttentionalBias, LearningRule, Miras, Retention};

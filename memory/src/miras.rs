@@ -248,10 +248,10 @@ impl Miras {
                 .ok_or(Error::Overflow { arg: "state" })?;
             self.retention.init_aux(block, cols)?;
         }
-        self.retention
-            .sync(self.architecture, dk, dv, params, aux)
+        self.retention.sync(self.architecture, dk, dv, params, aux)
     }
 
+    #[allow(clippy::too_many_arguments)] // the sequence, its gates, state, output and scratch
     fn check_run<R: Real>(
         &self,
         dk: usize,
@@ -311,6 +311,7 @@ impl Miras {
     /// [`Error::Shape`] naming the slice whose length is wrong; [`Error::Param`] naming `lr`
     /// (NaN or negative), `keep` or `momentum` (outside `[0, 1]`), or a choice of
     /// [`Miras::validate`]; [`Error::Capacity`] naming `workspace`.
+    #[allow(clippy::too_many_arguments)] // the sequence, its gates, state, output and scratch
     pub fn recurrent<R: Real>(
         &self,
         dk: usize,
@@ -336,6 +337,7 @@ impl Miras {
     ///
     /// # Errors
     /// As [`Miras::recurrent`]; [`Error::Param`] naming `chunk` when it is 0.
+    #[allow(clippy::too_many_arguments)] // the sequence, its gates, state, output and scratch
     pub fn chunkwise<R: Real>(
         &self,
         chunk: usize,

@@ -37,13 +37,7 @@ pub fn chunk_state<B: Backend + ?Sized, T: Element>(
     transition: ViewMut<'_, B, T::Acc>,
     mut workspace: Option<ViewMut<'_, B, T::Acc>>,
 ) -> Result<()> {
-    memory.forward(
-        b,
-        x,
-        state,
-        None,
-        workspace.as_mut().map(ViewMut::reborrow),
-    )?;
+    memory.forward(b, x, state, None, workspace.as_mut().map(ViewMut::reborrow))?;
     if zero.layout().numel() != 1 {
         return Err(Error::Param {
             arg: "zero",
@@ -51,9 +45,7 @@ pub fn chunk_state<B: Backend + ?Sized, T: Element>(
         });
     }
     let shape = x.k.shape();
-    let zeros = zero
-        .map_layout(|l| l.reshape(&[]))?
-        .expand(shape)?;
+    let zeros = zero.map_layout(|l| l.reshape(&[]))?.expand(shape)?;
     let xm = MemoryInputs { v: zeros, ..x };
     memory.forward(b, xm, transition, None, workspace)
 }

@@ -86,7 +86,10 @@ fn run(m: &LinearMemory, c: &Case, state0: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let mut state = state0.to_vec();
     let mut o = vec![f64::NAN; c.l * c.h * c.dv];
     let mut ws = vec![0.0; m.workspace_len(&b, c.dv).unwrap()];
-    let wsv = (!ws.is_empty()).then(|| b.view_mut(&mut ws[..], &[m.workspace_len(&b, c.dv).unwrap()]).unwrap());
+    let wsv = (!ws.is_empty()).then(|| {
+        b.view_mut(&mut ws[..], &[m.workspace_len(&b, c.dv).unwrap()])
+            .unwrap()
+    });
     m.forward(
         &b,
         inputs(c, m),
@@ -143,7 +146,9 @@ fn closed_form(m: &LinearMemory, c: &Case) -> Vec<f64> {
                     for s in 0..=t {
                         let decay: f64 = ((s + 1)..=t).map(|r| g(r, hh)).sum::<f64>().exp();
                         let score: f64 = (0..dk)
-                            .map(|j| phi(m, at(&c.q, t, hh, dk, j)) * phi(m, at(&c.k, s, hh, dk, j)))
+                            .map(|j| {
+                                phi(m, at(&c.q, t, hh, dk, j)) * phi(m, at(&c.k, s, hh, dk, j))
+                            })
                             .sum();
                         for i in 0..dv {
                             o[(t * h + hh) * dv + i] +=
@@ -178,8 +183,9 @@ fn closed_form(m: &LinearMemory, c: &Case) -> Vec<f64> {
                     }
                     s_mat = next;
                     for i in 0..dv {
-                        o[(t * h + hh) * dv + i] =
-                            (0..dk).map(|j| s_mat[i * dk + j] * at(&c.q, t, hh, dk, j)).sum();
+                        o[(t * h + hh) * dv + i] = (0..dk)
+                            .map(|j| s_mat[i * dk + j] * at(&c.q, t, hh, dk, j))
+                            .sum();
                     }
                 }
             }
@@ -383,7 +389,13 @@ fn chunk_zero_and_missing_gates_are_named_errors() {
     };
     let m = LinearMemory::linear_attention(FeatureMap::Identity).chunkwise(0);
     let e = m
-        .forward(&b, inp, b.view_mut(&mut s, &[1, 1, 1]).unwrap(), None, Some(b.view_mut(&mut ws, &[8]).unwrap()))
+        .forward(
+            &b,
+            inp,
+            b.view_mut(&mut s, &[1, 1, 1]).unwrap(),
+            None,
+            Some(b.view_mut(&mut ws, &[8]).unwrap()),
+        )
         .unwrap_err();
     assert!(matches!(e, Error::Param { arg: "chunk", .. }), "{e:?}");
     let e = LinearMemory::delta_net()
@@ -392,11 +404,32 @@ fn chunk_zero_and_missing_gates_are_named_errors() {
     assert!(matches!(e, Error::Param { arg: "beta", .. }), "{e:?}");
     let e = LinearMemory::linear_attention(FeatureMap::Identity)
         .chunkwise(4)
-        .forward(&b, inp, b.view_mut(&mut s, &[1, 1, 1]).unwrap(), None, Some(b.view_mut(&mut ws[..2], &[2]).unwrap()))
+        .forward(
+            &b,
+            inp,
+            b.view_mut(&mut s, &[1, 1, 1]).unwrap(),
+            None,
+            Some(b.view_mut(&mut ws[..2], &[2]).unwrap()),
+        )
         .unwrap_err();
-    assert!(matches!(e, Error::Capacity { arg: "workspace", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::Capacity {
+                arg: "workspace",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     let e = LinearMemory::linear_attention(FeatureMap::Identity)
-        .forward(&b, inp, b.view_mut(&mut ws, &[1, 2, 1]).unwrap(), None, None)
+        .forward(
+            &b,
+            inp,
+            b.view_mut(&mut ws, &[1, 2, 1]).unwrap(),
+            None,
+            None,
+        )
         .unwrap_err();
     assert!(matches!(e, Error::Shape { arg: "state", .. }), "{e:?}");
 }
@@ -407,20 +440,29 @@ fn chunk_zero_and_missing_gates_are_named_errors() {
 fn gate_extremes_stay_finite() {
     for g in [0.0, -1e-4, -20.0, -1e4] {
         let (l, h, dk, dv) = (67, 1, 4, 3);
-        let mut k: Vec<f64> = (0..l * dk).map(|i| ((i * 37 % 11) as f64 - 5.0) / 5.0).collect();
+        let mut k: Vec<f64> = (0..l * dk)
+            .map(|i| ((i * 37 % 11) as f64 - 5.0) / 5.0)
+            .collect();
         unit_rows(&mut k, dk);
         let c = Case {
             l,
             h,
             dk,
             dv,
-            q: (0..l * dk).map(|i| ((i * 13 % 7) as f64 - 3.0) / 3.0).collect(),
+            q: (0..l * dk)
+                .map(|i| ((i * 13 % 7) as f64 - 3.0) / 3.0)
+                .collect(),
             k,
-            v: (0..l * dv).map(|i| ((i * 17 % 5) as f64 - 2.0) / 2.0).collect(),
+            v: (0..l * dv)
+                .map(|i| ((i * 17 % 5) as f64 - 2.0) / 2.0)
+                .collect(),
             beta: vec![0.9; l],
             g: vec![g; l],
         };
-        for m in [LinearMemory::decayed_linear_attention(), LinearMemory::gated_delta_net()] {
+        for m in [
+            LinearMemory::decayed_linear_attention(),
+            LinearMemory::gated_delta_net(),
+        ] {
             let (o_r, s_r) = run(&m, &c, &vec![0.0; dv * dk]);
             assert!(o_r.iter().chain(&s_r).all(|x| x.is_finite()), "g = {g}");
             for chunk in [1, 16, 64, 100] {

@@ -35,8 +35,15 @@ fn seq(max_l: usize) -> impl Strategy<Value = Seq> {
     (0..=max_l, 1usize..6).prop_flat_map(|(l, d)| {
         let f = |n: usize| proptest::collection::vec(-1.0f64..1.0, n);
         let u = |n: usize, a: f64, b: f64| proptest::collection::vec(a..b, n);
-        (f(l * d), f(l * d), f(l * d), u(l, 0.0, 1.0), u(l, 0.5, 1.0), u(l, 0.0, 0.9)).prop_map(
-            move |(q, mut k, v, lr, keep, mom)| {
+        (
+            f(l * d),
+            f(l * d),
+            f(l * d),
+            u(l, 0.0, 1.0),
+            u(l, 0.5, 1.0),
+            u(l, 0.0, 0.9),
+        )
+            .prop_map(move |(q, mut k, v, lr, keep, mom)| {
                 for r in k.chunks_mut(d) {
                     let n = r.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-9);
                     r.iter_mut().for_each(|x| *x /= n);
@@ -51,13 +58,19 @@ fn seq(max_l: usize) -> impl Strategy<Value = Seq> {
                     keep,
                     mom,
                 }
-            },
-        )
+            })
     })
 }
 
 /// Runs `m` (chunkwise with `chunk`) from parameters `p0`; returns (outputs, parameters).
-fn run(m: &Miras, s: &Seq, chunk: usize, p0: &[f64], keep: bool, mom: bool) -> (Vec<f64>, Vec<f64>) {
+fn run(
+    m: &Miras,
+    s: &Seq,
+    chunk: usize,
+    p0: &[f64],
+    keep: bool,
+    mom: bool,
+) -> (Vec<f64>, Vec<f64>) {
     let (d, l) = (s.d, s.l);
     let mut state = vec![0.0; m.state_len(d, d).unwrap()];
     m.init(d, d, p0, &mut state).unwrap();
@@ -68,8 +81,10 @@ fn run(m: &Miras, s: &Seq, chunk: usize, p0: &[f64], keep: bool, mom: bool) -> (
         keep: keep.then_some(&s.keep[..]),
         momentum: mom.then_some(&s.mom[..]),
     };
-    m.chunkwise(chunk, d, d, &s.q, &s.k, &s.v, gates, &mut state, &mut o, &mut ws)
-        .unwrap();
+    m.chunkwise(
+        chunk, d, d, &s.q, &s.k, &s.v, gates, &mut state, &mut o, &mut ws,
+    )
+    .unwrap();
     let p = m.params_len(d, d).unwrap();
     (o, state[..p].to_vec())
 }
@@ -99,7 +114,10 @@ fn kernel(m: LinearMemory, s: &Seq, beta: bool, decay: bool) -> Vec<f64> {
 }
 
 fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
 }
 
 fn mlp_p0(d: usize, h: usize) -> Vec<f64> {
@@ -133,7 +151,7 @@ proptest! {
         let d = s.d;
         for m in [Miras::titans(3), Miras::moneta(3, 3.0, 4.0), Miras::yaad(3, 0.5), Miras::memora(3, 1.0)] {
             let p0: Vec<f64> = if matches!(m.retention, Retention::Kl { .. }) {
-                vec![1.0 / 3.0_f64.max(d as f64); 0].into_iter().chain(memora_p0(d, 3)).collect()
+                memora_p0(d, 3)
             } else {
                 mlp_p0(d, 3)
             };
@@ -342,32 +360,93 @@ fn invalid_choices_are_named() {
     let mut st = [0.0f64; 12];
     let (mut o, mut ws) = ([0.0f64; 2], [0.0f64; 64]);
     fn g(lr: &[f64]) -> Gates<'_, f64> {
-        Gates { lr, keep: None, momentum: None }
+        Gates {
+            lr,
+            keep: None,
+            momentum: None,
+        }
     }
     let run = |m: Miras, lr: &[f64], st: &mut [f64], o: &mut [f64], ws: &mut [f64]| {
-        m.chunkwise(1, 2, 2, &s, &s, &s, g(lr), st, o, ws).unwrap_err()
+        m.chunkwise(1, 2, 2, &s, &s, &s, g(lr), st, o, ws)
+            .unwrap_err()
     };
     let arg = |e: Error| match e {
         Error::Param { arg, .. } | Error::Shape { arg, .. } | Error::Capacity { arg, .. } => arg,
         other => panic!("{other:?}"),
     };
-    assert_eq!(arg(run(Miras::moneta(2, 0.5, 4.0), &[0.1], &mut st, &mut o, &mut ws)), "p");
-    assert_eq!(arg(run(Miras::moneta(2, 3.0, 1.5), &[0.1], &mut st, &mut o, &mut ws)), "q");
-    assert_eq!(arg(run(Miras::yaad(2, 0.0), &[0.1], &mut st, &mut o, &mut ws)), "delta");
-    assert_eq!(arg(run(Miras::yaad(2, f64::NAN), &[0.1], &mut st, &mut o, &mut ws)), "delta");
-    assert_eq!(arg(run(Miras::titans(0), &[0.1], &mut st, &mut o, &mut ws)), "hidden");
-    let m = Miras { architecture: Architecture::Matrix, ..Miras::titans(1) };
+    assert_eq!(
+        arg(run(
+            Miras::moneta(2, 0.5, 4.0),
+            &[0.1],
+            &mut st,
+            &mut o,
+            &mut ws
+        )),
+        "p"
+    );
+    assert_eq!(
+        arg(run(
+            Miras::moneta(2, 3.0, 1.5),
+            &[0.1],
+            &mut st,
+            &mut o,
+            &mut ws
+        )),
+        "q"
+    );
+    assert_eq!(
+        arg(run(Miras::yaad(2, 0.0), &[0.1], &mut st, &mut o, &mut ws)),
+        "delta"
+    );
+    assert_eq!(
+        arg(run(
+            Miras::yaad(2, f64::NAN),
+            &[0.1],
+            &mut st,
+            &mut o,
+            &mut ws
+        )),
+        "delta"
+    );
+    assert_eq!(
+        arg(run(Miras::titans(0), &[0.1], &mut st, &mut o, &mut ws)),
+        "hidden"
+    );
+    let m = Miras {
+        architecture: Architecture::Matrix,
+        ..Miras::titans(1)
+    };
     assert_eq!(arg(run(m, &[f64::NAN], &mut st, &mut o, &mut ws)), "lr");
     assert_eq!(arg(run(m, &[-0.1], &mut st, &mut o, &mut ws)), "lr");
     assert_eq!(arg(run(m, &[0.1, 0.1], &mut st, &mut o, &mut ws)), "lr");
     assert_eq!(arg(run(m, &[0.1], &mut st[..5], &mut o, &mut ws)), "state");
-    assert_eq!(arg(run(m, &[0.1], &mut st, &mut o, &mut ws[..1])), "workspace");
-    let e = m.chunkwise(0, 2, 2, &s, &s, &s, g(&[0.1]), &mut st, &mut o, &mut ws).unwrap_err();
+    assert_eq!(
+        arg(run(m, &[0.1], &mut st, &mut o, &mut ws[..1])),
+        "workspace"
+    );
+    let e = m
+        .chunkwise(0, 2, 2, &s, &s, &s, g(&[0.1]), &mut st, &mut o, &mut ws)
+        .unwrap_err();
     assert_eq!(arg(e), "chunk");
-    let e = Miras::titans(2).chunkwise(1, 2, 1, &s, &s, &s[..1], g(&[0.1]), &mut st, &mut o[..1], &mut ws).unwrap_err();
+    let e = Miras::titans(2)
+        .chunkwise(
+            1,
+            2,
+            1,
+            &s,
+            &s,
+            &s[..1],
+            g(&[0.1]),
+            &mut st,
+            &mut o[..1],
+            &mut ws,
+        )
+        .unwrap_err();
     assert_eq!(arg(e), "dv");
     let mut st = [0.0f64; 3 * 8];
-    let e = Miras::memora(2, 1.0).init(2, 2, &[0.0; 8], &mut st).unwrap_err();
+    let e = Miras::memora(2, 1.0)
+        .init(2, 2, &[0.0; 8], &mut st)
+        .unwrap_err();
     assert_eq!(arg(e), "p0");
     let _ = Retention::ElasticNet { lambda: 0.1 };
 }

@@ -61,7 +61,8 @@ const D: usize = 4;
 fn stream() -> seqcore::Result<f64> {
     let b = Reference;
     let q: [bf16; L * D] = core::array::from_fn(|i| bf16::from_f64(((i % 7) as f64 - 3.0) / 4.0));
-    let k: [bf16; L * D] = core::array::from_fn(|i| bf16::from_f64(if i % D == i / D % D { 1.0 } else { 0.0 }));
+    let k: [bf16; L * D] =
+        core::array::from_fn(|i| bf16::from_f64(if i % D == i / D % D { 1.0 } else { 0.0 }));
     let v: [bf16; L * D] = core::array::from_fn(|i| bf16::from_f64((i % 5) as f64 - 2.0));
     let beta = [bf16::from_f64(0.5); L];
     let g = [bf16::from_f64(-0.1); L];
@@ -79,8 +80,10 @@ fn stream() -> seqcore::Result<f64> {
                 q: b.view(&q, &[L, 1, D])?.narrow(0, t, 1)?,
                 k: b.view(&k, &[L, 1, D])?.narrow(0, t, 1)?,
                 v: b.view(&v, &[L, 1, D])?.narrow(0, t, 1)?,
-                beta: (m.gates != seq_memory::Gates::None).then_some(b.view(&beta, &[L, 1])?.narrow(0, t, 1)?),
-                log_decay: (m.gates != seq_memory::Gates::None).then_some(b.view(&g, &[L, 1])?.narrow(0, t, 1)?),
+                beta: (m.gates != seq_memory::Gates::None)
+                    .then_some(b.view(&beta, &[L, 1])?.narrow(0, t, 1)?),
+                log_decay: (m.gates != seq_memory::Gates::None)
+                    .then_some(b.view(&g, &[L, 1])?.narrow(0, t, 1)?),
             };
             let ol = b.view_mut(&mut o, &[L, 1, D])?.narrow(0, t, 1)?;
             let wsv = match m.form {
@@ -99,17 +102,38 @@ fn stream() -> seqcore::Result<f64> {
     );
     let lr = [0.1f32; L];
     let keep = [0.9f32; L];
-    for m in [Miras::titans(8), Miras::moneta(8, 3.0, 4.0), Miras::yaad(8, 1.0), Miras::memora(8, 1.0)] {
+    for m in [
+        Miras::titans(8),
+        Miras::moneta(8, 3.0, 4.0),
+        Miras::yaad(8, 1.0),
+        Miras::memora(8, 1.0),
+    ] {
         let mut state = [0.0f32; 3 * 2 * 8 * D];
         let p0 = [1.0f32 / 8.0; 2 * 8 * D];
-        let p0 = core::array::from_fn::<f32, { 2 * 8 * D }, _>(|i| if i < 8 * D { 1.0 / D as f32 } else { p0[i] });
+        let p0 = core::array::from_fn::<f32, { 2 * 8 * D }, _>(|i| {
+            if i < 8 * D { 1.0 / D as f32 } else { p0[i] }
+        });
         m.init(D, D, &p0, &mut state)?;
         let mut o = [0.0f32; D];
         let mut ws = [0.0f32; 2 * 8 * D + D + 24];
         for t in 0..L {
             let r = t * D..(t + 1) * D;
-            let gates = Gates { lr: &lr[t..=t], keep: Some(&keep[t..=t]), momentum: Some(&keep[t..=t]) };
-            m.recurrent(D, D, &qf[r.clone()], &kf[r.clone()], &vf[r], gates, &mut state, &mut o, &mut ws)?;
+            let gates = Gates {
+                lr: &lr[t..=t],
+                keep: Some(&keep[t..=t]),
+                momentum: Some(&keep[t..=t]),
+            };
+            m.recurrent(
+                D,
+                D,
+                &qf[r.clone()],
+                &kf[r.clone()],
+                &vf[r],
+                gates,
+                &mut state,
+                &mut o,
+                &mut ws,
+            )?;
         }
         sum += o.iter().map(|&x| f64::from(x)).sum::<f64>();
     }

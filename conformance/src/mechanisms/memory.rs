@@ -34,10 +34,11 @@ pub(crate) fn rows<B: Allocate, T: Element>(
     use properties as p;
     if config.wants("memory_recurrent") {
         let mut row = Row::new::<B, T>(b, "memory_recurrent");
-        let cases = row
-            .fixed(config, p::edge_cases())
-            .into_iter()
-            .chain(sample(&p::cases(), n, seed ^ 0x4D01));
+        let cases = row.fixed(config, p::edge_cases()).into_iter().chain(sample(
+            &p::cases(),
+            n,
+            seed ^ 0x4D01,
+        ));
         for c in cases {
             row.add(&c, p::check_forward::<B, T>(b, &c, None));
         }
@@ -57,7 +58,7 @@ pub(crate) fn rows<B: Allocate, T: Element>(
         let edge = row.fixed(config, p::edge_cases());
         let random = sample(&p::cases(), n, seed ^ 0x4D03);
         for (i, c) in edge.into_iter().chain(random).enumerate() {
-            let chunk = [1, 2, 3, 5, 7, 16, 64][i % 7];
+            let chunk = [1, 2, 3, 5, 7, 16, 64].get(i % 7).copied().unwrap_or(1);
             row.add(&(chunk, &c), p::check_forward::<B, T>(b, &c, Some(chunk)));
         }
         row.time(config, p::bench_chunkwise::<B, T>(b, 64, 4096, 64));
@@ -65,7 +66,10 @@ pub(crate) fn rows<B: Allocate, T: Element>(
     }
     if config.wants("memory_merge") {
         let mut row = Row::new::<B, T>(b, "memory_merge");
-        for (i, c) in sample(&p::cases(), n, seed ^ 0x4D04).into_iter().enumerate() {
+        for (i, c) in sample(&p::cases(), n, seed ^ 0x4D04)
+            .into_iter()
+            .enumerate()
+        {
             let chunk = (i % 2 == 1).then_some(1 + i % 5);
             row.add(&(chunk, &c), p::check_merge::<B, T>(b, &c, chunk));
         }
@@ -97,9 +101,7 @@ fn linear_attention<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agree
 fn delta_rule<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, Failure> {
     let gated = match case.params.get("gated") {
         None => false,
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| bad("`gated` is not a boolean"))?,
+        Some(v) => v.as_bool().ok_or_else(|| bad("`gated` is not a boolean"))?,
     };
     let m = if gated {
         LinearMemory::gated_delta_net()

@@ -65,10 +65,12 @@ impl AttentionalBias {
                 arg: "p",
                 reason: "must be finite and at least 1",
             }),
-            AttentionalBias::Huber { delta } if !(delta > 0.0) => Err(Error::Param {
-                arg: "delta",
-                reason: "must be positive",
-            }),
+            AttentionalBias::Huber { delta } if delta.is_nan() || delta <= 0.0 => {
+                Err(Error::Param {
+                    arg: "delta",
+                    reason: "must be positive",
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -86,7 +88,7 @@ impl AttentionalBias {
                 for (&a, &b) in y.iter().zip(v) {
                     s += (a - b) * (a - b);
                 }
-                s = s * R::lit(0.5);
+                s *= R::lit(0.5);
             }
             AttentionalBias::Lp { p } => {
                 for (&a, &b) in y.iter().zip(v) {

@@ -98,9 +98,12 @@ impl Retention {
             }
             Retention::Kl { scale } => {
                 for (pr, zr) in params.chunks_mut(cols.max(1)).zip(aux.chunks(cols.max(1))) {
-                    let m = zr.iter().copied().fold(R::neg_infinity(), |a, b| {
-                        if b > a { b } else { a }
-                    });
+                    let m = zr.iter().copied().fold(
+                        R::neg_infinity(),
+                        |a, b| {
+                            if b > a { b } else { a }
+                        },
+                    );
                     let mut s = R::zero();
                     for (p, &z) in pr.iter_mut().zip(zr) {
                         *p = (z - m).exp();
@@ -128,13 +131,13 @@ impl Retention {
                 if norm > R::zero() {
                     // phi(c W) = W for c = ||W||^((q-2)/(3-q)).
                     let c = (R::lit((q - 2.0) / (3.0 - q)) * norm.ln()).exp();
-                    aux.iter_mut().for_each(|a| *a = *a * c);
+                    aux.iter_mut().for_each(|a| *a *= c);
                 }
                 Ok(())
             }
             Retention::Kl { scale } => {
                 for a in aux.iter_mut() {
-                    if !(*a > R::zero()) {
+                    if a.is_nan() || *a <= R::zero() {
                         return Err(Error::Param {
                             arg: "p0",
                             reason: "must be positive for the KL retention",
@@ -164,7 +167,9 @@ impl Retention {
         for (rows, cols, off) in arch.blocks(dk, dv) {
             let r = off..off + rows * cols;
             let (p, a) = (
-                params.get_mut(r.clone()).ok_or(Error::Overflow { arg: "state" })?,
+                params
+                    .get_mut(r.clone())
+                    .ok_or(Error::Overflow { arg: "state" })?,
                 aux.get(r).ok_or(Error::Overflow { arg: "state" })?,
             );
             self.project(a, p, cols);

@@ -165,12 +165,7 @@ pub fn check_dims(
     if let Some(o) = o {
         check::shape("o", o, &[len, heads, dv])?;
     }
-    Ok(MemoryDims {
-        len,
-        heads,
-        dk,
-        dv,
-    })
+    Ok(MemoryDims { len, heads, dk, dv })
 }
 
 /// Elements of accumulation-type workspace that [`chunkwise`] needs for chunks of `chunk` tokens
@@ -290,7 +285,9 @@ impl<T: Element> Host<'_, T> {
             .map_or(Ok(T::Acc::one()), |b| b.at(t, h, 0))
     }
     fn g(&self, t: usize, h: usize) -> Result<T::Acc> {
-        self.g.as_ref().map_or(Ok(T::Acc::zero()), |g| g.at(t, h, 0))
+        self.g
+            .as_ref()
+            .map_or(Ok(T::Acc::zero()), |g| g.at(t, h, 0))
     }
 }
 

@@ -4,9 +4,10 @@
 //!
 //! Tolerance: the numerics notes' rule for linear attention / DeltaNet (A2: relative L2 error at
 //! most 1e-12 in f64, 1e-5 in f32, 5e-3 in f16 and bf16, fla's ceiling), checked as the
-//! normalised error `sum((a-b)^2)/sum(b^2) <= r^2`, and per element `|a - b| <= floor + r max|b|
-//! + 2u |b|` (the same relative budget measured against the output's scale, plus the store's
-//! rounding), so a single far-off element fails even when the tensor's error is small.
+//! normalised error `sum((a-b)^2)/sum(b^2) <= r^2`, and per element
+//! `|a - b| <= floor + r max|b| + 2u |b|` (the same relative budget measured against the output's
+//! scale, plus the store's rounding), so a single far-off element fails even when the tensor's
+//! error is small.
 
 use proptest::prelude::*;
 use seq_memory::parallel::{advance, chunk_state};
@@ -159,7 +160,11 @@ fn rel_l2<T: Element>() -> f64 {
     }
 }
 
-fn check_close<T: Element>(arg: &'static str, got: &[f64], want: &[f64]) -> Result<Agreement, Failure> {
+fn check_close<T: Element>(
+    arg: &'static str,
+    got: &[f64],
+    want: &[f64],
+) -> Result<Agreement, Failure> {
     let want = want.iter().map(|&w| round::<T>(w)).collect::<Vec<_>>();
     let r = rel_l2::<T>();
     let scale = want
@@ -205,15 +210,28 @@ fn rounded<T: Element>(c: &Case) -> Rounded {
 
 /// The f64 reference: the recurrent kernel of [`Reference`] on the rounded inputs, tokens
 /// `[a, e)`, from `s0`; returns `(o, state)`.
-fn reference(m: LinearMemory, c: &Case, x: &Rounded, s0: &[f64], a: usize, e: usize) -> Result<(Vec<f64>, Vec<f64>), Failure> {
+fn reference(
+    m: LinearMemory,
+    c: &Case,
+    x: &Rounded,
+    s0: &[f64],
+    a: usize,
+    e: usize,
+) -> Result<(Vec<f64>, Vec<f64>), Failure> {
     let r = Reference;
     let [l, h, dk, dv] = c.dims;
     let setup = Failure::setup;
     let n = e - a;
     let inp = MemoryInputs {
-        q: r.view(&x.q, &[l, h, dk]).and_then(|v| v.narrow(0, a, n)).map_err(setup)?,
-        k: r.view(&x.k, &[l, h, dk]).and_then(|v| v.narrow(0, a, n)).map_err(setup)?,
-        v: r.view(&x.v, &[l, h, dv]).and_then(|v| v.narrow(0, a, n)).map_err(setup)?,
+        q: r.view(&x.q, &[l, h, dk])
+            .and_then(|v| v.narrow(0, a, n))
+            .map_err(setup)?,
+        k: r.view(&x.k, &[l, h, dk])
+            .and_then(|v| v.narrow(0, a, n))
+            .map_err(setup)?,
+        v: r.view(&x.v, &[l, h, dv])
+            .and_then(|v| v.narrow(0, a, n))
+            .map_err(setup)?,
         beta: gate_view(m, true, &x.beta, [l, h], a, n)?,
         log_decay: gate_view(m, false, &x.g, [l, h], a, n)?,
     };
@@ -240,10 +258,10 @@ fn gate_view<'a>(
     n: usize,
 ) -> Result<Option<seqcore::View<'a, Reference, f64>>, Failure> {
     use seq_memory::Gates as G;
-    let want = match (m.gates, beta) {
-        (G::Beta | G::BetaAndDecay, true) | (G::Decay | G::BetaAndDecay, false) => true,
-        _ => false,
-    };
+    let want = matches!(
+        (m.gates, beta),
+        (G::Beta | G::BetaAndDecay, true) | (G::Decay | G::BetaAndDecay, false)
+    );
     if !want {
         return Ok(None);
     }
@@ -278,8 +296,16 @@ impl<B: Allocate, T: Element> Uploaded<B, T> {
             q: Input::new(b, &t(&[l, h, dk], &c.q)?)?,
             k: Input::new(b, &t(&[l, h, dk], &c.k)?)?,
             v: Input::new(b, &t(&[l, h, dv], &c.v)?)?,
-            beta: if wb { Some(Input::new(b, &t(&[l, h], &c.beta)?)?) } else { None },
-            g: if wg { Some(Input::new(b, &t(&[l, h], &c.g)?)?) } else { None },
+            beta: if wb {
+                Some(Input::new(b, &t(&[l, h], &c.beta)?)?)
+            } else {
+                None
+            },
+            g: if wg {
+                Some(Input::new(b, &t(&[l, h], &c.g)?)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -303,7 +329,9 @@ impl<B: Allocate, T: Element> Uploaded<B, T> {
 }
 
 fn acc_values<T: Element>(v: &[f64]) -> Vec<T::Acc> {
-    v.iter().map(|&x| <T::Acc as Element>::from_f64(x)).collect()
+    v.iter()
+        .map(|&x| <T::Acc as Element>::from_f64(x))
+        .collect()
 }
 
 /// Runs the case's preset on `b` in `T` (recurrent, or chunkwise with `chunk`), from the case's
@@ -419,8 +447,16 @@ pub fn check_merge<B: Allocate, T: Element>(
         let mut d = Output::<B, T::Acc>::new(b, &sl, Some(&zeros))?;
         let mut mm = Output::<B, T::Acc>::new(b, &ml, Some(&eye))?;
         let wsv = if wl > 0 { Some(ws.view()?) } else { None };
-        chunk_state(b, &m, up.views(a, e - a)?, zero.view()?, d.view()?, mm.view()?, wsv)
-            .map_err(Failure::Kernel)?;
+        chunk_state(
+            b,
+            &m,
+            up.views(a, e - a)?,
+            zero.view()?,
+            d.view()?,
+            mm.view()?,
+            wsv,
+        )
+        .map_err(Failure::Kernel)?;
         // The part's outputs from its start state.
         let mut s = Output::<B, T::Acc>::new(b, &sl, Some(&start))?;
         let ov = o.view()?.narrow(0, a, e - a).map_err(setup)?;
@@ -511,17 +547,20 @@ pub fn bench_chunkwise<B: Allocate, T: Element>(
     let ol = Layout::contiguous(&[l, 1, d]).map_err(Failure::setup)?;
     let mut o = Output::<B, T>::new(b, &ol, None)?;
     let wl = m.workspace_len(b, d).map_err(Failure::Kernel)?;
-    let mut ws = Output::<B, T::Acc>::new(
-        b,
-        &Layout::contiguous(&[wl]).map_err(Failure::setup)?,
-        None,
-    )?;
+    let mut ws =
+        Output::<B, T::Acc>::new(b, &Layout::contiguous(&[wl]).map_err(Failure::setup)?, None)?;
     let (n, dd) = (chunk as f64, d as f64);
     let chunks = l.div_ceil(chunk) as f64;
     Ok(Bench {
         run: Box::new(move || {
-            m.forward(b, up.views(0, l)?, s.view()?, Some(o.view()?), Some(ws.view()?))
-                .map_err(Failure::Kernel)
+            m.forward(
+                b,
+                up.views(0, l)?,
+                s.view()?,
+                Some(o.view()?),
+                Some(ws.view()?),
+            )
+            .map_err(Failure::Kernel)
         }),
         work: Work::Flops(chunks * (6.0 * n * dd * dd + n * n * 2.0 * dd)),
         size: format!("L={l}, chunk={chunk}, Dk=Dv={d}"),

@@ -148,15 +148,15 @@ impl LinearMemory {
         }
     }
 
-    /// Accumulation-type workspace elements [`LinearMemory::forward`] needs for `dv` value
-    /// features per head (0 for the recurrent form).
+    /// Accumulation-type workspace elements [`LinearMemory::forward`] needs for `dk` key and `dv`
+    /// value features per head (0 for the recurrent form).
     ///
     /// # Errors
     /// [`Error::Param`] naming `chunk` when it is 0.
-    pub fn workspace_len<B: Backend + ?Sized>(&self, b: &B, dv: usize) -> Result<usize> {
+    pub fn workspace_len<B: Backend + ?Sized>(&self, b: &B, dk: usize, dv: usize) -> Result<usize> {
         match self.form {
             Form::Recurrent => Ok(0),
-            Form::Chunkwise { chunk } => b.linear_memory_chunkwise_workspace_len(chunk, dv),
+            Form::Chunkwise { chunk } => b.linear_memory_chunkwise_workspace_len(chunk, dk, dv),
         }
     }
 

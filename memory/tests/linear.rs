@@ -85,9 +85,9 @@ fn run(m: &LinearMemory, c: &Case, state0: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let b = Reference;
     let mut state = state0.to_vec();
     let mut o = vec![f64::NAN; c.l * c.h * c.dv];
-    let mut ws = vec![0.0; m.workspace_len(&b, c.dv).unwrap()];
+    let mut ws = vec![0.0; m.workspace_len(&b, c.dk, c.dv).unwrap()];
     let wsv = (!ws.is_empty()).then(|| {
-        b.view_mut(&mut ws[..], &[m.workspace_len(&b, c.dv).unwrap()])
+        b.view_mut(&mut ws[..], &[m.workspace_len(&b, c.dk, c.dv).unwrap()])
             .unwrap()
     });
     m.forward(
@@ -285,7 +285,7 @@ proptest! {
                                 mm[(hh * dk + j) * dk + j] = 1.0;
                             }
                         }
-                        let wl = m.workspace_len(&b, dv.max(dk)).unwrap();
+                        let wl = m.workspace_len(&b, dk, dv.max(dk)).unwrap();
                         let mut ws = vec![0.0; wl];
                         let wsv = (wl > 0).then(|| b.view_mut(&mut ws[..], &[wl]).unwrap());
                         chunk_state(
@@ -314,7 +314,7 @@ proptest! {
                         log_decay: x.log_decay.map(|v| v.narrow(0, a, e - a).unwrap()),
                     };
                     let mut s = start.clone();
-                    let wl = m.workspace_len(&b, dv).unwrap();
+                    let wl = m.workspace_len(&b, dk, dv).unwrap();
                     let mut ws = vec![0.0; wl];
                     let wsv = (wl > 0).then(|| b.view_mut(&mut ws[..], &[wl]).unwrap());
                     let ov = b.view_mut(&mut o, &[c.l, h, dv]).unwrap().narrow(0, a, e - a).unwrap();

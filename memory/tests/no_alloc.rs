@@ -68,7 +68,7 @@ fn stream() -> seqcore::Result<f64> {
     let g = [bf16::from_f64(-0.1); L];
     let mut state = [0.0f32; D * D];
     let mut o = [bf16::from_f64(0.0); L * D];
-    let mut ws = [0.0f32; 64];
+    let mut ws = [0.0f32; 128];
     let mut sum = 0.0;
     for m in [
         LinearMemory::linear_attention(FeatureMap::Elu1),
@@ -88,7 +88,7 @@ fn stream() -> seqcore::Result<f64> {
             let ol = b.view_mut(&mut o, &[L, 1, D])?.narrow(0, t, 1)?;
             let wsv = match m.form {
                 seq_memory::Form::Recurrent => None,
-                seq_memory::Form::Chunkwise { .. } => Some(b.view_mut(&mut ws, &[64])?),
+                seq_memory::Form::Chunkwise { .. } => Some(b.view_mut(&mut ws, &[128])?),
             };
             m.forward(&b, x, b.view_mut(&mut state, &[1, D, D])?, Some(ol), wsv)?;
         }

@@ -191,19 +191,24 @@ pub trait Backend {
     }
 
     /// Accumulation-type workspace elements that [`Backend::linear_memory_chunkwise`] needs for
-    /// chunks of `chunk` tokens and `dv` value features per head.
+    /// chunks of `chunk` tokens, `dk` key and `dv` value features per head.
     ///
     /// # Errors
     /// [`crate::Error::Param`] naming `chunk` when it is 0; [`crate::Error::Overflow`].
-    fn linear_memory_chunkwise_workspace_len(&self, chunk: usize, dv: usize) -> Result<usize> {
-        crate::portable::linear_memory::chunkwise_workspace_len(chunk, dv)
+    fn linear_memory_chunkwise_workspace_len(
+        &self,
+        chunk: usize,
+        dk: usize,
+        dv: usize,
+    ) -> Result<usize> {
+        crate::portable::linear_memory::chunkwise_workspace_len(chunk, dk, dv)
     }
 
     /// The chunkwise-parallel form of [`Backend::linear_memory_recurrent`], with the same inputs,
     /// state and outputs (equal up to rounding): per chunk of `chunk` tokens, the writes solve a
     /// unit lower-triangular system (DeltaNet's WY form; the identity for the additive rule), the
     /// outputs are an intra-chunk causal product plus the read of the chunk-start state, and the
-    /// state is carried to the next chunk. `workspace` is rank 1, of at least
+    /// state is carried to the next chunk. `workspace` is contiguous, rank 1, of at least
     /// [`Backend::linear_memory_chunkwise_workspace_len`] elements.
     ///
     /// # Errors

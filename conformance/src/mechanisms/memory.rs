@@ -150,7 +150,7 @@ fn run_memory<B: Allocate, T: Element>(
     // The chunkwise form (chunks of 16: odd lengths leave a partial chunk) must meet the same
     // bound.
     let m = m.chunkwise(16);
-    let wl = m.workspace_len(b, dv).map_err(Failure::Kernel)?;
+    let wl = m.workspace_len(b, dk, dv).map_err(Failure::Kernel)?;
     let wsl = seqcore::Layout::contiguous(&[wl]).map_err(Failure::setup)?;
     let mut ws = Output::<B, T::Acc>::new(b, &wsl, None)?;
     let mut state = Output::<B, T::Acc>::new(b, &sl, Some(&zeros))?;

@@ -168,21 +168,28 @@ pub fn check_dims(
     Ok(MemoryDims { len, heads, dk, dv })
 }
 
-/// Elements of accumulation-type workspace that [`chunkwise`] needs for chunks of `chunk` tokens
-/// and `dv` value features: `chunk * (dv + 2)`.
+/// Elements of accumulation-type workspace that [`chunkwise`] needs for chunks of `chunk` tokens,
+/// `dk` key and `dv` value features: `chunk * (2 + dv + 2 dk) + dv * dk`.
 ///
 /// # Errors
 /// [`Error::Param`] naming `chunk` when it is 0; [`Error::Overflow`].
-pub fn chunkwise_workspace_len(chunk: usize, dv: usize) -> Result<usize> {
+pub fn chunkwise_workspace_len(chunk: usize, dk: usize, dv: usize) -> Result<usize> {
     if chunk == 0 {
         return Err(Error::Param {
             arg: "chunk",
             reason: "must be at least 1",
         });
     }
-    dv.checked_add(2)
-        .and_then(|w| w.checked_mul(chunk))
-        .ok_or(Error::Overflow { arg: "chunk" })
+    let ov = Error::Overflow { arg: "chunk" };
+    let per = dk
+        .checked_mul(2)
+        .and_then(|x| x.checked_add(dv))
+        .and_then(|x| x.checked_add(2))
+        .ok_or(ov)?;
+    chunk
+        .checked_mul(per)
+        .and_then(|x| x.checked_add(dv.checked_mul(dk)?))
+        .ok_or(ov)
 }
 
 fn oob(len: usize, i: usize) -> Error {
@@ -382,10 +389,15 @@ pub fn recurrent<B: Backend + ?Sized, T: Element>(
 
 /// The portable body of [`Backend::linear_memory_chunkwise`] (see the [module docs](self)).
 ///
+/// The workspace holds, per chunk, the cumulative log-decays, one row of coefficients, the writes
+/// `U [C, Dv]`, the chunk's feature-mapped keys and queries `[C, Dk]` each, and one head's state
+/// `[Dv, Dk]`, all in the accumulation type, so the inner loops run over contiguous slices.
+///
 /// # Errors
-/// [`Error::Param`] for `chunk` 0; shape errors from [`check_dims`]; [`Error::Capacity`] naming
-/// `workspace` when it holds fewer than [`chunkwise_workspace_len`] elements;
-/// [`Error::Unsupported`] when `B`'s memory is not on the host.
+/// [`Error::Param`] for `chunk` 0, or a `workspace` that is not a contiguous rank-1 view; shape
+/// errors from [`check_dims`]; [`Error::Capacity`] naming `workspace` when it holds fewer than
+/// [`chunkwise_workspace_len`] elements; [`Error::Unsupported`] when `B`'s memory is not on the
+/// host.
 pub fn chunkwise<B: Backend + ?Sized, T: Element>(
     b: &B,
     spec: LinearMemorySpec,
@@ -396,14 +408,21 @@ pub fn chunkwise<B: Backend + ?Sized, T: Element>(
     workspace: ViewMut<'_, B, T::Acc>,
 ) -> Result<()> {
     const OP: &str = "linear_memory_chunkwise";
-    let need = chunkwise_workspace_len(chunk, 0)?;
+    chunkwise_workspace_len(chunk, 0, 0)?;
     let d = layouts(&x, state.layout(), o.as_ref().map(ViewMut::layout))?;
-    let need = chunkwise_workspace_len(chunk, d.dv).unwrap_or(need);
-    if workspace.layout().numel() < need {
+    let need = chunkwise_workspace_len(chunk, d.dk, d.dv)?;
+    let wl = *workspace.layout();
+    if wl.rank() != 1 || (wl.numel() > 1 && wl.strides() != [1]) {
+        return Err(Error::Param {
+            arg: "workspace",
+            reason: "must be a contiguous rank-1 view",
+        });
+    }
+    if wl.numel() < need {
         return Err(Error::Capacity {
             arg: "workspace",
             needed: need,
-            capacity: workspace.layout().numel(),
+            capacity: wl.numel(),
         });
     }
     let inp = host_inputs(b, OP, spec, x)?;
@@ -412,160 +431,130 @@ pub fn chunkwise<B: Backend + ?Sized, T: Element>(
         Some(o) => Some(Wr::<T>::new(super::host_view_mut(b, OP, o)?)),
         None => None,
     };
-    let mut w = Scratch::new(super::host_view_mut(b, OP, workspace)?, chunk, d.dv)?;
-    let delta = spec.rule == MemoryRule::Delta;
+    let (wmem, _) = super::host_view_mut(b, OP, workspace)?.into_parts();
+    let wlen = wmem.len();
+    let ws = wmem
+        .get_mut(wl.offset()..wl.offset() + need)
+        .ok_or(oob(wlen, wl.offset() + need))?;
     let (dk, dv) = (d.dk, d.dv);
+    let (g, rest) = ws.split_at_mut(chunk);
+    let (wrow, rest) = rest.split_at_mut(chunk);
+    let (u, rest) = rest.split_at_mut(chunk * dv);
+    let (kc, rest) = rest.split_at_mut(chunk * dk);
+    let (qc, sb) = rest.split_at_mut(chunk * dk);
+    let delta = spec.rule == MemoryRule::Delta;
+    let zero = T::Acc::zero();
     for h in 0..d.heads {
+        // This head's state, contiguous.
+        for (i, row) in sb.chunks_mut(dk.max(1)).enumerate().take(dv) {
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = s.get(h, i, j)?;
+            }
+        }
         let mut c0 = 0;
         while c0 < d.len {
             let n = chunk.min(d.len - c0);
-            // Cumulative log-decay within the chunk.
-            let mut acc = T::Acc::zero();
-            for s_ in 0..n {
-                acc += inp.g(c0 + s_, h)?;
-                w.set_g(s_, acc)?;
+            // Cumulative log-decay, feature-mapped keys and queries of the chunk.
+            let mut acc = zero;
+            for (si, gs) in g.iter_mut().enumerate().take(n) {
+                acc += inp.g(c0 + si, h)?;
+                *gs = acc;
             }
-            // u_s by forward substitution.
+            for si in 0..n {
+                let (kr, qr) = (row_mut(kc, si, dk)?, row_mut(qc, si, dk)?);
+                for (j, (kx, qx)) in kr.iter_mut().zip(qr.iter_mut()).enumerate() {
+                    *kx = inp.k(c0 + si, h, j)?;
+                    *qx = inp.q(c0 + si, h, j)?;
+                }
+            }
+            // u_s by forward substitution (the identity system for the additive rule).
             for si in 0..n {
                 let t = c0 + si;
                 let beta = inp.beta(t, h)?;
-                let gs = w.g(si)?;
+                let gs = at(g, si)?;
+                let ks = row(kc, si, dk)?;
                 if delta {
-                    for r in 0..si {
-                        let mut kk = T::Acc::zero();
-                        for j in 0..dk {
-                            kk += inp.k(t, h, j)? * inp.k(c0 + r, h, j)?;
-                        }
-                        let coef = beta * (gs - w.g(r)?).exp() * kk;
-                        w.set_w(r, coef)?;
+                    for (r, wr) in wrow.iter_mut().enumerate().take(si) {
+                        *wr = beta * (gs - at(g, r)?).exp() * dot(ks, row(kc, r, dk)?);
                     }
                 }
                 let eg = gs.exp();
-                for i in 0..dv {
-                    let mut u = beta * inp.v.at(t, h, i)?;
+                let (prev, cur) = u.split_at_mut(si * dv);
+                let cur = cur.get_mut(..dv).ok_or(oob(0, dv))?;
+                for (i, ui) in cur.iter_mut().enumerate() {
+                    let mut y = beta * inp.v.at(t, h, i)?;
                     if delta {
-                        let mut sk = T::Acc::zero();
-                        for j in 0..dk {
-                            sk += s.get(h, i, j)? * inp.k(t, h, j)?;
-                        }
-                        u = u - beta * eg * sk;
-                        for r in 0..si {
-                            u = u - w.w(r)? * w.u(r, i)?;
+                        y = y - beta * eg * dot(row(sb, i, dk)?, ks);
+                        for (r, &wr) in wrow.iter().enumerate().take(si) {
+                            y = y - wr * at(prev, r * dv + i)?;
                         }
                     }
-                    w.set_u(si, i, u)?;
+                    *ui = y;
                 }
             }
             // Outputs, from the chunk-start state and the chunk's writes.
             if let Some(o) = o.as_mut() {
                 for ti in 0..n {
-                    let t = c0 + ti;
-                    let gt = w.g(ti)?;
-                    for si in 0..=ti {
-                        let mut kq = T::Acc::zero();
-                        for j in 0..dk {
-                            kq += inp.k(c0 + si, h, j)? * inp.q(t, h, j)?;
-                        }
-                        let e = (gt - w.g(si)?).exp();
-                        w.set_w(si, e * kq)?;
+                    let gt = at(g, ti)?;
+                    let qt = row(qc, ti, dk)?;
+                    for (si, wr) in wrow.iter_mut().enumerate().take(ti + 1) {
+                        *wr = (gt - at(g, si)?).exp() * dot(row(kc, si, dk)?, qt);
                     }
                     let eg = gt.exp();
                     for i in 0..dv {
-                        let mut sq = T::Acc::zero();
-                        for j in 0..dk {
-                            sq += s.get(h, i, j)? * inp.q(t, h, j)?;
+                        let mut y = eg * dot(row(sb, i, dk)?, qt);
+                        for (si, &wr) in wrow.iter().enumerate().take(ti + 1) {
+                            y += wr * at(u, si * dv + i)?;
                         }
-                        let mut y = eg * sq;
-                        for si in 0..=ti {
-                            y += w.w(si)? * w.u(si, i)?;
-                        }
-                        o.set(t, h, i, T::from_acc(y))?;
+                        o.set(c0 + ti, h, i, T::from_acc(y))?;
                     }
                 }
             }
             // The state at the chunk end.
-            let gn = if n > 0 { w.g(n - 1)? } else { T::Acc::zero() };
-            for si in 0..n {
-                let e = (gn - w.g(si)?).exp();
-                w.set_w(si, e)?;
+            let gn = if n > 0 { at(g, n - 1)? } else { zero };
+            for (si, wr) in wrow.iter_mut().enumerate().take(n) {
+                *wr = (gn - at(g, si)?).exp();
             }
             let en = gn.exp();
             for i in 0..dv {
-                for j in 0..dk {
-                    let mut y = en * s.get(h, i, j)?;
-                    for si in 0..n {
-                        y += w.w(si)? * w.u(si, i)? * inp.k(c0 + si, h, j)?;
+                let srow = row_mut(sb, i, dk)?;
+                srow.iter_mut().for_each(|x| *x *= en);
+                for (si, &wr) in wrow.iter().enumerate().take(n) {
+                    let coef = wr * at(u, si * dv + i)?;
+                    for (x, &kx) in srow.iter_mut().zip(row(kc, si, dk)?) {
+                        *x += coef * kx;
                     }
-                    s.set(h, i, j, y)?;
                 }
             }
             c0 += n;
+        }
+        for (i, r) in sb.chunks(dk.max(1)).enumerate().take(dv) {
+            for (j, &x) in r.iter().enumerate() {
+                s.set(h, i, j, x)?;
+            }
         }
     }
     Ok(())
 }
 
-/// The chunkwise workspace: `[G (chunk) | w (chunk) | U (chunk x Dv)]` over a rank-1 view.
-struct Scratch<'a, R> {
-    s: &'a mut [R],
-    off: usize,
-    stride: usize,
-    chunk: usize,
-    dv: usize,
+fn at<R: Copy>(x: &[R], i: usize) -> Result<R> {
+    x.get(i).copied().ok_or(oob(x.len(), i))
 }
 
-impl<'a, R: Real> Scratch<'a, R> {
-    fn new(v: ViewMut<'a, Reference, R>, chunk: usize, dv: usize) -> Result<Self> {
-        let (s, l) = v.into_parts();
-        let stride = match *l.strides() {
-            [st] => st,
-            _ => {
-                return Err(Error::Rank {
-                    arg: "workspace",
-                    got: l.rank(),
-                    min: 1,
-                    max: 1,
-                });
-            }
-        };
-        Ok(Scratch {
-            s,
-            off: l.offset(),
-            stride,
-            chunk,
-            dv,
-        })
+fn row<R>(x: &[R], r: usize, d: usize) -> Result<&[R]> {
+    let len = x.len();
+    x.get(r * d..(r + 1) * d).ok_or(oob(len, (r + 1) * d))
+}
+
+fn row_mut<R>(x: &mut [R], r: usize, d: usize) -> Result<&mut [R]> {
+    let len = x.len();
+    x.get_mut(r * d..(r + 1) * d).ok_or(oob(len, (r + 1) * d))
+}
+
+fn dot<R: Real>(a: &[R], b: &[R]) -> R {
+    let mut s = R::zero();
+    for (&x, &y) in a.iter().zip(b) {
+        s += x * y;
     }
-    fn slot(&mut self, i: usize) -> Result<&mut R> {
-        let a = self.off + i * self.stride;
-        let len = self.s.len();
-        self.s.get_mut(a).ok_or(oob(len, a))
-    }
-    fn read(&self, i: usize) -> Result<R> {
-        let a = self.off + i * self.stride;
-        self.s.get(a).copied().ok_or(oob(self.s.len(), a))
-    }
-    fn g(&self, s: usize) -> Result<R> {
-        self.read(s)
-    }
-    fn set_g(&mut self, s: usize, x: R) -> Result<()> {
-        *self.slot(s)? = x;
-        Ok(())
-    }
-    fn w(&self, s: usize) -> Result<R> {
-        self.read(self.chunk + s)
-    }
-    fn set_w(&mut self, s: usize, x: R) -> Result<()> {
-        let c = self.chunk;
-        *self.slot(c + s)? = x;
-        Ok(())
-    }
-    fn u(&self, s: usize, i: usize) -> Result<R> {
-        self.read(2 * self.chunk + s * self.dv + i)
-    }
-    fn set_u(&mut self, s: usize, i: usize, x: R) -> Result<()> {
-        let (c, dv) = (self.chunk, self.dv);
-        *self.slot(2 * c + s * dv + i)? = x;
-        Ok(())
-    }
+    s
 }

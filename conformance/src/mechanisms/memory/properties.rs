@@ -354,7 +354,7 @@ pub fn check_forward<B: Allocate, T: Element>(
     let mut state = Output::<B, T::Acc>::new(b, &sl, Some(&acc_values::<T>(&x.s0)))?;
     let ol = Layout::contiguous(&[l, h, dv]).map_err(Failure::setup)?;
     let mut o = Output::<B, T>::new(b, &ol, None)?;
-    let wl = m.workspace_len(b, dv).map_err(Failure::Kernel)?;
+    let wl = m.workspace_len(b, dk, dv).map_err(Failure::Kernel)?;
     let wsl = Layout::contiguous(&[wl]).map_err(Failure::setup)?;
     let mut ws = Output::<B, T::Acc>::new(b, &wsl, None)?;
     let wsv = if wl > 0 { Some(ws.view()?) } else { None };
@@ -423,7 +423,9 @@ pub fn check_merge<B: Allocate, T: Element>(
     let sl = Layout::contiguous(&[h, dv, dk]).map_err(setup)?;
     let ml = Layout::contiguous(&[h, dk, dk]).map_err(setup)?;
     let zero = Input::<B, T>::new(b, &Tensor::contiguous(&[1], vec![0.0])?)?;
-    let wl = m.workspace_len(b, dv.max(dk)).map_err(Failure::Kernel)?;
+    let wl = m
+        .workspace_len(b, dk, dv.max(dk))
+        .map_err(Failure::Kernel)?;
     let wsl = Layout::contiguous(&[wl]).map_err(setup)?;
     let mut ws = Output::<B, T::Acc>::new(b, &wsl, None)?;
     let mut eye = vec![<T::Acc as Real>::zero(); h * dk * dk];
@@ -546,7 +548,7 @@ pub fn bench_chunkwise<B: Allocate, T: Element>(
     let mut s = Output::<B, T::Acc>::new(b, &sl, Some(&acc_values::<T>(&c.s0)))?;
     let ol = Layout::contiguous(&[l, 1, d]).map_err(Failure::setup)?;
     let mut o = Output::<B, T>::new(b, &ol, None)?;
-    let wl = m.workspace_len(b, d).map_err(Failure::Kernel)?;
+    let wl = m.workspace_len(b, d, d).map_err(Failure::Kernel)?;
     let mut ws =
         Output::<B, T::Acc>::new(b, &Layout::contiguous(&[wl]).map_err(Failure::setup)?, None)?;
     let (n, dd) = (chunk as f64, d as f64);

@@ -34,14 +34,14 @@ pub fn memory_on_static_buffers() -> Result<f64> {
         Some(b.view_mut(&mut o, &[4, 1, 2])?),
         None,
     )?;
-    let mut ws = [0.0f32; 20];
+    let mut ws = [0.0f32; 22];
     let mut state2 = [0.0f32; 4];
     m.chunkwise(2).forward(
         &b,
         x,
         b.view_mut(&mut state2, &[1, 2, 2])?,
         None,
-        Some(b.view_mut(&mut ws, &[20])?),
+        Some(b.view_mut(&mut ws, &[22])?),
     )?;
 
     let t = Miras::titans(4);

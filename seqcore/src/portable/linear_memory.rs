@@ -169,7 +169,7 @@ pub fn check_dims(
 }
 
 /// Elements of accumulation-type workspace that [`chunkwise`] needs for chunks of `chunk` tokens,
-/// `dk` key and `dv` value features: `chunk * (2 + dv + 2 dk) + dv * dk`.
+/// `dk` key and `dv` value features: `chunk * (2 + dv + 2 dk) + dv * (dk + 1)`.
 ///
 /// # Errors
 /// [`Error::Param`] naming `chunk` when it is 0; [`Error::Overflow`].
@@ -188,7 +188,7 @@ pub fn chunkwise_workspace_len(chunk: usize, dk: usize, dv: usize) -> Result<usi
         .ok_or(ov)?;
     chunk
         .checked_mul(per)
-        .and_then(|x| x.checked_add(dv.checked_mul(dk)?))
+        .and_then(|x| x.checked_add(dv.checked_mul(dk.checked_add(1)?)?))
         .ok_or(ov)
 }
 
@@ -390,8 +390,8 @@ pub fn recurrent<B: Backend + ?Sized, T: Element>(
 /// The portable body of [`Backend::linear_memory_chunkwise`] (see the [module docs](self)).
 ///
 /// The workspace holds, per chunk, the cumulative log-decays, one row of coefficients, the writes
-/// `U [C, Dv]`, the chunk's feature-mapped keys and queries `[C, Dk]` each, and one head's state
-/// `[Dv, Dk]`, all in the accumulation type, so the inner loops run over contiguous slices.
+/// `U [C, Dv]`, the chunk's feature-mapped keys and queries `[C, Dk]` each, one output row `[Dv]`
+/// and one head's state `[Dv, Dk]`, all in the accumulation type, so the inner loops run over contiguous slices.
 ///
 /// # Errors
 /// [`Error::Param`] for `chunk` 0, or a `workspace` that is not a contiguous rank-1 view; shape
@@ -441,7 +441,8 @@ pub fn chunkwise<B: Backend + ?Sized, T: Element>(
     let (wrow, rest) = rest.split_at_mut(chunk);
     let (u, rest) = rest.split_at_mut(chunk * dv);
     let (kc, rest) = rest.split_at_mut(chunk * dk);
-    let (qc, sb) = rest.split_at_mut(chunk * dk);
+    let (qc, rest) = rest.split_at_mut(chunk * dk);
+    let (yrow, sb) = rest.split_at_mut(dv);
     let delta = spec.rule == MemoryRule::Delta;
     let zero = T::Acc::zero();
     for h in 0..d.heads {
@@ -485,11 +486,15 @@ pub fn chunkwise<B: Backend + ?Sized, T: Element>(
                     let mut y = beta * inp.v.at(t, h, i)?;
                     if delta {
                         y = y - beta * eg * dot(row(sb, i, dk)?, ks);
-                        for (r, &wr) in wrow.iter().enumerate().take(si) {
-                            y = y - wr * at(prev, r * dv + i)?;
-                        }
                     }
                     *ui = y;
+                }
+                if delta {
+                    for (r, &wr) in wrow.iter().enumerate().take(si) {
+                        for (ui, &ur) in cur.iter_mut().zip(row(prev, r, dv)?) {
+                            *ui = *ui - wr * ur;
+                        }
+                    }
                 }
             }
             // Outputs, from the chunk-start state and the chunk's writes.
@@ -501,11 +506,15 @@ pub fn chunkwise<B: Backend + ?Sized, T: Element>(
                         *wr = (gt - at(g, si)?).exp() * dot(row(kc, si, dk)?, qt);
                     }
                     let eg = gt.exp();
-                    for i in 0..dv {
-                        let mut y = eg * dot(row(sb, i, dk)?, qt);
-                        for (si, &wr) in wrow.iter().enumerate().take(ti + 1) {
-                            y += wr * at(u, si * dv + i)?;
+                    for (i, y) in yrow.iter_mut().enumerate() {
+                        *y = eg * dot(row(sb, i, dk)?, qt);
+                    }
+                    for (si, &wr) in wrow.iter().enumerate().take(ti + 1) {
+                        for (y, &us) in yrow.iter_mut().zip(row(u, si, dv)?) {
+                            *y += wr * us;
                         }
+                    }
+                    for (i, &y) in yrow.iter().enumerate() {
                         o.set(c0 + ti, h, i, T::from_acc(y))?;
                     }
                 }

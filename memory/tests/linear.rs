@@ -506,3 +506,14 @@ fn undecayed_state_grows_linearly() {
     assert!((s[0] - 2.0).abs() < 1e-12 && s[1] == 0.0, "{s:?}");
     assert!(o.iter().all(|x| x.abs() <= 2.0));
 }
+
+/// RetNet's per-head decays, `gamma_h = 1 - 2^(-5-h)` (Sun et al. 2023, §2.2).
+#[test]
+fn retnet_decays() {
+    let mut g = [0.0f64; 3];
+    seq_memory::linear::retnet_log_decay(&mut g).unwrap();
+    for (h, &x) in g.iter().enumerate() {
+        let gamma = 1.0 - 2f64.powi(-5 - h as i32);
+        assert!((x.exp() - gamma).abs() < 1e-15, "head {h}");
+    }
+}

@@ -18,6 +18,7 @@ pub const KERNELS: &[&str] = &[
     "memory_streaming",
     "memory_chunkwise",
     "memory_merge",
+    "memory_miras",
 ];
 
 /// Vector-format mechanisms run here.
@@ -72,6 +73,13 @@ pub(crate) fn rows<B: Allocate, T: Element>(
         {
             let chunk = (i % 2 == 1).then_some(1 + i % 5);
             row.add(&(chunk, &c), p::check_merge::<B, T>(b, &c, chunk));
+        }
+        rows.push(row);
+    }
+    if config.wants("memory_miras") {
+        let mut row = Row::new::<B, T>(b, "memory_miras");
+        for c in sample(&p::miras_cases(), n, seed ^ 0x4D05) {
+            row.add(&c, p::check_miras::<T>(&c));
         }
         rows.push(row);
     }

@@ -573,3 +573,120 @@ pub fn bench_chunkwise<B: Allocate, T: Element>(
 pub fn tokens_per_second(t: &Timing) -> f64 {
     1.0 / t.seconds
 }
+
+/// One Miras memory run (host code in the accumulation type: the same on every backend).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MirasCase {
+    /// 0 Titans, 1 Moneta (p 3, q 4), 2 Yaad (delta 100: the L2 branch; the discontinuous
+    /// mixture is not a rounding question and is covered by the crate's f64 tests), 3 Memora.
+    pub preset: usize,
+    /// Tokens, features.
+    pub dims: [usize; 2],
+    /// Chunk size.
+    pub chunk: usize,
+    /// `q, k, v [L, d]` (k rows unit-norm).
+    pub qkv: [Vec<f64>; 3],
+    /// Learning rate, keep and momentum gates `[L]`.
+    pub gates: [Vec<f64>; 3],
+    /// Initial parameters.
+    pub p0: Vec<f64>,
+}
+
+fn miras(preset: usize, d: usize) -> seq_memory::Miras {
+    use seq_memory::Miras;
+    let h = 2 * d;
+    match preset % 4 {
+        0 => Miras::titans(h),
+        1 => Miras::moneta(h, 3.0, 4.0),
+        2 => Miras::yaad(h, 100.0),
+        _ => Miras::memora(h, 1.0),
+    }
+}
+
+/// Random Miras cases: every preset, lengths 0..40, widths 1..9, chunks 1..8.
+pub fn miras_cases() -> impl Strategy<Value = MirasCase> {
+    (0usize..4, 0usize..40, 1usize..9, 1usize..8).prop_flat_map(|(preset, l, d, chunk)| {
+        let f = |n: usize, a: f64, b: f64| proptest::collection::vec(a..b, n);
+        let np = 4 * d * d;
+        (
+            [f(l * d, -1.0, 1.0), f(l * d, -1.0, 1.0), f(l * d, -1.0, 1.0)],
+            [f(l, 0.0, 0.5), f(l, 0.8, 1.0), f(l, 0.0, 0.9)],
+            f(np, -1.0, 1.0),
+        )
+            .prop_map(move |(mut qkv, gates, p)| {
+                if let Some(k) = qkv.get_mut(1) {
+                    unit_rows(k, d);
+                }
+                let h = 2 * d;
+                let p0 = if preset == 3 {
+                    // Positive rows summing to 1: W0 rows over d, W1 rows over h.
+                    let mut w: Vec<f64> = p.iter().map(|x| x.exp()).collect();
+                    let (w0, w1) = w.split_at_mut(h * d);
+                    for r in w0.chunks_mut(d).chain(w1.chunks_mut(h)) {
+                        let s: f64 = r.iter().sum();
+                        r.iter_mut().for_each(|x| *x /= s);
+                    }
+                    w
+                } else {
+                    p.iter()
+                        .enumerate()
+                        .map(|(i, x)| x / (if i < h * d { d } else { h } as f64).sqrt())
+                        .collect()
+                };
+                MirasCase {
+                    preset,
+                    dims: [l, d],
+                    chunk,
+                    qkv,
+                    gates,
+                    p0,
+                }
+            })
+    })
+}
+
+/// Runs a Miras memory chunkwise in `R` on values rounded to `T`; returns (outputs, parameters).
+fn run_miras<T: Element, R: Real>(c: &MirasCase) -> Result<(Vec<f64>, Vec<f64>), Failure> {
+    let [l, d] = c.dims;
+    let m = miras(c.preset, d);
+    let r = |x: &[f64]| -> Vec<R> { x.iter().map(|&v| R::from_f64(round::<T>(v))).collect() };
+    let (q, k, v) = {
+        let [q, k, v] = &c.qkv;
+        (r(q), r(k), r(v))
+    };
+    let (lr, keep, mom) = {
+        let [a, b, g] = &c.gates;
+        (r(a), r(b), r(g))
+    };
+    let p0 = r(&c.p0);
+    let setup = Failure::setup;
+    let mut state = vec![R::zero(); m.state_len(d, d).map_err(setup)?];
+    m.init(d, d, &p0, &mut state).map_err(setup)?;
+    let mut o = vec![R::zero(); l * d];
+    let mut ws = vec![R::zero(); m.workspace_len(c.chunk, d, d).map_err(setup)?];
+    let gates = seq_memory::miras::Gates {
+        lr: &lr,
+        keep: Some(&keep),
+        momentum: Some(&mom),
+    };
+    m.chunkwise(c.chunk, d, d, &q, &k, &v, gates, &mut state, &mut o, &mut ws)
+        .map_err(Failure::Kernel)?;
+    let p = m.params_len(d, d).map_err(setup)?;
+    let w = |x: &[R]| x.iter().map(|v| v.to_f64()).collect::<Vec<_>>();
+    Ok((w(&o), w(state.get(..p).unwrap_or(&[]))))
+}
+
+/// A Miras preset computed in `T`'s accumulation type on inputs rounded to `T`, against the same
+/// computation in f64: outputs and final parameters within the relative-L2 rule of the module
+/// docs for the accumulation type (these memories run on the host, so the row is the same on
+/// every backend).
+///
+/// # Errors
+/// The first [`Failure`].
+pub fn check_miras<T: Element>(c: &MirasCase) -> Result<Agreement, Failure> {
+    let (go, gp) = run_miras::<T, T::Acc>(c)?;
+    let (wo, wp) = run_miras::<T, f64>(c)?;
+    let a = check_close::<T::Acc>("o", &go, &wo)?;
+    let p = check_close::<T::Acc>("params", &gp, &wp)?;
+    Ok(a.worst(p))
+}

@@ -876,6 +876,8 @@ fn names_of(mechanism: &str) -> (&'static [&'static str], &'static [&'static str
     match mechanism {
         "gemm" => (&["a", "b", "c"], &["c"]),
         "top_k" => (&["x"], &["values", "indices"]),
+        "linear_attention" => (&["q", "k", "v"], &["o"]),
+        "delta_rule" => (&["q", "k", "v", "beta", "g"], &["o"]),
         _ => (&["x"], &["y"]),
     }
 }
@@ -945,6 +947,14 @@ fn case_json() -> impl Strategy<Value = Value> {
         ];
         (fields, prop::collection::vec(prop::bool::weighted(0.97), 8)).prop_map(
             move |((f, i, m, d, p, inp, exp, t), keep)| {
+                // A parameter the mechanism cannot run without, so that its cases reach it.
+                let p = match (mech, p) {
+                    ("linear_attention", Value::Object(mut o)) => {
+                        o.entry("feature_map").or_insert(json!("identity"));
+                        Value::Object(o)
+                    }
+                    (_, p) => p,
+                };
                 let vals = [f, i, m, d, p, inp, exp, t];
                 Value::Object(
                     names

@@ -609,7 +609,11 @@ pub fn miras_cases() -> impl Strategy<Value = MirasCase> {
         let f = |n: usize, a: f64, b: f64| proptest::collection::vec(a..b, n);
         let np = 4 * d * d;
         (
-            [f(l * d, -1.0, 1.0), f(l * d, -1.0, 1.0), f(l * d, -1.0, 1.0)],
+            [
+                f(l * d, -1.0, 1.0),
+                f(l * d, -1.0, 1.0),
+                f(l * d, -1.0, 1.0),
+            ],
             [f(l, 0.0, 0.5), f(l, 0.8, 1.0), f(l, 0.0, 0.9)],
             f(np, -1.0, 1.0),
         )
@@ -669,8 +673,10 @@ fn run_miras<T: Element, R: Real>(c: &MirasCase) -> Result<(Vec<f64>, Vec<f64>),
         keep: Some(&keep),
         momentum: Some(&mom),
     };
-    m.chunkwise(c.chunk, d, d, &q, &k, &v, gates, &mut state, &mut o, &mut ws)
-        .map_err(Failure::Kernel)?;
+    m.chunkwise(
+        c.chunk, d, d, &q, &k, &v, gates, &mut state, &mut o, &mut ws,
+    )
+    .map_err(Failure::Kernel)?;
     let p = m.params_len(d, d).map_err(setup)?;
     let w = |x: &[R]| x.iter().map(|v| v.to_f64()).collect::<Vec<_>>();
     Ok((w(&o), w(state.get(..p).unwrap_or(&[]))))

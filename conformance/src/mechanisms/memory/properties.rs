@@ -160,6 +160,37 @@ fn rel_l2<T: Element>() -> f64 {
     }
 }
 
+/// The A2 rule alone: normalised error at most `r^2`, and per element `|a - b| <= r ||b||_2`
+/// (which the normalised bound implies). Used for the Miras memories, whose normalisations (Lq,
+/// softmax) spread a rounding error over a whole weight matrix, so that no per-element bound
+/// tighter than the tensor's own follows from the rule.
+fn check_rel_l2<T: Element>(
+    arg: &'static str,
+    got: &[f64],
+    want: &[f64],
+) -> Result<Agreement, Failure> {
+    let r = rel_l2::<T>();
+    let norm = want
+        .iter()
+        .filter(|x| x.is_finite())
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt();
+    let bound = Bound {
+        atol: tolerance::floor::<T>() + r * norm,
+        rtol: 0.0,
+    };
+    let a = compare(arg, got, want, |_| bound)?;
+    if a.nmse > r * r {
+        return Err(Failure::Nmse {
+            arg,
+            nmse: a.nmse,
+            max: r * r,
+        });
+    }
+    Ok(a)
+}
+
 fn check_close<T: Element>(
     arg: &'static str,
     got: &[f64],
@@ -684,7 +715,7 @@ fn run_miras<T: Element, R: Real>(c: &MirasCase) -> Result<(Vec<f64>, Vec<f64>),
 
 /// A Miras preset computed in `T`'s accumulation type on inputs rounded to `T`, against the same
 /// computation in f64: outputs and final parameters within the relative-L2 rule of the module
-/// docs for the accumulation type (these memories run on the host, so the row is the same on
+/// docs for the accumulation type (alone: see `check_rel_l2`) (these memories run on the host, so the row is the same on
 /// every backend).
 ///
 /// # Errors
@@ -692,7 +723,7 @@ fn run_miras<T: Element, R: Real>(c: &MirasCase) -> Result<(Vec<f64>, Vec<f64>),
 pub fn check_miras<T: Element>(c: &MirasCase) -> Result<Agreement, Failure> {
     let (go, gp) = run_miras::<T, T::Acc>(c)?;
     let (wo, wp) = run_miras::<T, f64>(c)?;
-    let a = check_close::<T::Acc>("o", &go, &wo)?;
-    let p = check_close::<T::Acc>("params", &gp, &wp)?;
+    let a = check_rel_l2::<T::Acc>("o", &go, &wo)?;
+    let p = check_rel_l2::<T::Acc>("params", &gp, &wp)?;
     Ok(a.worst(p))
 }

@@ -513,7 +513,7 @@ fn retnet_decays() {
     let mut g = [0.0f64; 3];
     seq_memory::linear::retnet_log_decay(&mut g).unwrap();
     for (h, &x) in g.iter().enumerate() {
-        let gamma = 1.0 - 2f64.powi(-5 - h as i32);
+        let gamma = 1.0 - 2f64.powi(-5 - i32::try_from(h).unwrap());
         assert!((x.exp() - gamma).abs() < 1e-15, "head {h}");
     }
 }

@@ -882,6 +882,8 @@ fn names_of(mechanism: &str) -> (&'static [&'static str], &'static [&'static str
         "kd_loss" => (&["teacher", "student"], &["loss", "grad"]),
         "kd_loss_sparse" => (&["values", "indices", "student"], &["loss", "grad"]),
         "cross_entropy" => (&["logits", "targets"], &["loss", "grad"]),
+        "linear_attention" => (&["q", "k", "v"], &["o"]),
+        "delta_rule" => (&["q", "k", "v", "beta", "g"], &["o"]),
         _ => (&["x"], &["y"]),
     }
 }
@@ -953,6 +955,14 @@ fn case_json() -> impl Strategy<Value = Value> {
         ];
         (fields, prop::collection::vec(prop::bool::weighted(0.97), 8)).prop_map(
             move |((f, i, m, d, p, inp, exp, t), keep)| {
+                // A parameter the mechanism cannot run without, so that its cases reach it.
+                let p = match (mech, p) {
+                    ("linear_attention", Value::Object(mut o)) => {
+                        o.entry("feature_map").or_insert(json!("identity"));
+                        Value::Object(o)
+                    }
+                    (_, p) => p,
+                };
                 let vals = [f, i, m, d, p, inp, exp, t];
                 Value::Object(
                     names

@@ -10,8 +10,10 @@
 pub mod attention;
 pub mod decode;
 pub mod distill;
+mod memory;
 mod set_encoders;
 
+pub use memory::memory_on_static_buffers;
 pub use set_encoders::structure_on_static_buffers;
 
 use seqcore::{Backend, Reduce, Reference, Result, SoftmaxKind, Unary, bf16, f16};

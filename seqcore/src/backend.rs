@@ -5,6 +5,7 @@ use crate::element::{Element, Scalar};
 use crate::error::Result;
 use crate::layout::Layout;
 use crate::op::{Binary, Reduce, SoftmaxKind, Unary};
+use crate::portable::linear_memory::{LinearMemorySpec, MemoryInputs};
 use crate::view::{View, ViewMut};
 
 /// A place where kernels run: its own memory type, transfers to and from the host, and the
@@ -279,6 +280,65 @@ pub trait Backend {
     // ---- fused kernels: state-space models (seq-ssm) ----
 
     // ---- fused kernels: associative memories (seq-memory) ----
+
+    /// Linear associative memory, token by token: for each token and head, the write
+    /// `S_t = a_t S_{t-1} + beta_t v_t phi(k_t)^T` ([`crate::portable::linear_memory::MemoryRule::Additive`]: linear attention,
+    /// RetNet-style decay) or `S_t = a_t S_{t-1} + beta_t (v_t - a_t S_{t-1} k_t) k_t^T`
+    /// ([`crate::portable::linear_memory::MemoryRule::Delta`]: DeltaNet, Gated DeltaNet), then the read `o_t = S_t phi(q_t)`
+    /// (see [`crate::portable::linear_memory`] for the papers and equations).
+    ///
+    /// `state [H, Dv, Dk]` holds `S` in the accumulation type: it is read as the initial state and
+    /// left as the final one, so a stream is continued by calling again (one token at a time, or
+    /// any number). `o [L, H, Dv]` may be `None` to advance the state alone. Nothing allocates.
+    ///
+    /// # Errors
+    /// Shape errors naming the argument ([`crate::portable::linear_memory::check_dims`]);
+    /// [`crate::Error::Unsupported`] where the backend has no host memory and no override.
+    fn linear_memory_recurrent<T: Element>(
+        &self,
+        spec: LinearMemorySpec,
+        inputs: MemoryInputs<'_, Self, T>,
+        state: ViewMut<'_, Self, T::Acc>,
+        o: Option<ViewMut<'_, Self, T>>,
+    ) -> Result<()> {
+        crate::portable::linear_memory::recurrent(self, spec, inputs, state, o)
+    }
+
+    /// Accumulation-type workspace elements that [`Backend::linear_memory_chunkwise`] needs for
+    /// chunks of `chunk` tokens, `dk` key and `dv` value features per head.
+    ///
+    /// # Errors
+    /// [`crate::Error::Param`] naming `chunk` when it is 0; [`crate::Error::Overflow`].
+    fn linear_memory_chunkwise_workspace_len(
+        &self,
+        chunk: usize,
+        dk: usize,
+        dv: usize,
+    ) -> Result<usize> {
+        crate::portable::linear_memory::chunkwise_workspace_len(chunk, dk, dv)
+    }
+
+    /// The chunkwise-parallel form of [`Backend::linear_memory_recurrent`], with the same inputs,
+    /// state and outputs (equal up to rounding): per chunk of `chunk` tokens, the writes solve a
+    /// unit lower-triangular system (DeltaNet's WY form; the identity for the additive rule), the
+    /// outputs are an intra-chunk causal product plus the read of the chunk-start state, and the
+    /// state is carried to the next chunk. `workspace` is contiguous, rank 1, of at least
+    /// [`Backend::linear_memory_chunkwise_workspace_len`] elements.
+    ///
+    /// # Errors
+    /// As [`Backend::linear_memory_recurrent`]; [`crate::Error::Param`] naming `chunk` when it is
+    /// 0; [`crate::Error::Capacity`] naming `workspace` when it is too small.
+    fn linear_memory_chunkwise<T: Element>(
+        &self,
+        spec: LinearMemorySpec,
+        chunk: usize,
+        inputs: MemoryInputs<'_, Self, T>,
+        state: ViewMut<'_, Self, T::Acc>,
+        o: Option<ViewMut<'_, Self, T>>,
+        workspace: ViewMut<'_, Self, T::Acc>,
+    ) -> Result<()> {
+        crate::portable::linear_memory::chunkwise(self, spec, chunk, inputs, state, o, workspace)
+    }
 
     // ---- fused kernels: distillation (seq-distill) ----
 

@@ -48,3 +48,4 @@ pub fn host_view_mut<'a, B: Backend + ?Sized, T: Scalar>(
 
 pub mod attention;
 pub mod kd_loss;
+pub mod linear_memory;

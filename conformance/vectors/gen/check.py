@@ -400,6 +400,42 @@ def check_case(c, where):
             return
         if any(math.isnan(x) or x == INF for x in exp):
             err(cid, "expected scores hold NaN or +inf")
+    elif mech in ("linear_attention", "delta_rule"):
+        (qs, q), (ks, k), (vs, v) = ins["q"], ins["k"], ins["v"]
+        if len(qs) != 3 or ks != qs or len(vs) != 3 or vs[:2] != qs[:2] or exps["o"][0] != vs:
+            err(cid, f"shapes q {qs} k {ks} v {vs}")
+            return
+        L, H, Dk = qs
+        Dv = vs[2]
+        at = lambda x, t, h, d, j: x[(t * H + h) * d + j]  # noqa: E731
+        got = [0.0] * (L * H * Dv)
+        if mech == "linear_attention":
+            fm = p.get("feature_map")
+            if fm not in ("identity", "elu1"):
+                err(cid, f"feature_map {fm!r}")
+                return
+            phi = (lambda x: x) if fm == "identity" else (lambda x: x + 1.0 if x > 0 else math.exp(x))
+            for h in range(H):
+                for t in range(L):
+                    for s in range(t + 1):
+                        w = math.fsum(phi(at(q, t, h, Dk, j)) * phi(at(k, s, h, Dk, j)) for j in range(Dk))
+                        for i in range(Dv):
+                            got[(t * H + h) * Dv + i] += w * at(v, s, h, Dv, i)
+        else:
+            gated = p.get("gated", False)
+            beta = ins["beta"][1]
+            g = ins["g"][1] if gated else [0.0] * (L * H)
+            for h in range(H):
+                S = [[0.0] * Dk for _ in range(Dv)]
+                for t in range(L):
+                    a, b = math.exp(g[t * H + h]), beta[t * H + h]
+                    kt = [at(k, t, h, Dk, j) for j in range(Dk)]
+                    for i in range(Dv):
+                        sk = math.fsum(S[i][j] * kt[j] for j in range(Dk))
+                        u = b * (at(v, t, h, Dv, i) - a * sk)
+                        S[i] = [a * S[i][j] + u * kt[j] for j in range(Dk)]
+                        got[(t * H + h) * Dv + i] = math.fsum(S[i][j] * at(q, t, h, Dk, j) for j in range(Dk))
+        compare("o", got)
     else:
         err(cid, f"unknown mechanism {mech!r}")
 

@@ -7,3 +7,6 @@
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod relative;
+pub mod rope;

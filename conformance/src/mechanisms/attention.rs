@@ -7,11 +7,13 @@ use crate::compare::Agreement;
 use crate::suite::{Config, Row};
 use crate::vectors::Case;
 
+pub mod positional;
+
 /// Row names, in report order.
-pub const KERNELS: &[&str] = &[];
+pub const KERNELS: &[&str] = positional::KERNELS;
 
 /// Vector-format mechanisms run here.
-pub const VECTORS: &[&str] = &[];
+pub const VECTORS: &[&str] = positional::VECTORS;
 
 /// Appends this crate's rows (see [`super::rows`]).
 pub(crate) fn rows<B: Allocate, T: Element>(
@@ -21,7 +23,7 @@ pub(crate) fn rows<B: Allocate, T: Element>(
     n: usize,
     rows: &mut Vec<Row>,
 ) {
-    let _ = (b, config, seed, n, rows);
+    positional::rows::<B, T>(b, config, seed, n, rows);
 }
 
 /// Runs a case whose mechanism is in [`VECTORS`]; `None` for any other.
@@ -29,8 +31,5 @@ pub(crate) fn run_vector<B: Allocate, T: Element>(
     b: &B,
     case: &Case,
 ) -> Option<Result<Agreement, Failure>> {
-    let _ = b;
-    VECTORS
-        .contains(&case.mechanism.as_str())
-        .then(|| Err(crate::vectors::bad("not implemented yet")))
+    positional::run_vector::<B, T>(b, case)
 }

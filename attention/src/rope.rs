@@ -331,10 +331,7 @@ impl<'a> RopeConfig<'a> {
                 positive("low_freq_factor", low_freq_factor)?;
                 positive("high_freq_factor", high_freq_factor)?;
                 if high_freq_factor <= low_freq_factor {
-                    return Err(param(
-                        "high_freq_factor",
-                        "must exceed low_freq_factor",
-                    ));
+                    return Err(param("high_freq_factor", "must exceed low_freq_factor"));
                 }
                 nonzero(
                     "original_max_position_embeddings",
@@ -343,7 +340,10 @@ impl<'a> RopeConfig<'a> {
             }
             RopeScaling::LongRope(l) => {
                 nonzero("max_position_embeddings", self.max_position_embeddings)?;
-                for (arg, f) in [("short_factor", l.short_factor), ("long_factor", l.long_factor)] {
+                for (arg, f) in [
+                    ("short_factor", l.short_factor),
+                    ("long_factor", l.long_factor),
+                ] {
                     if f.len() != self.pairs() {
                         return Err(param(arg, "must hold rotary_dim / 2 factors"));
                     }
@@ -483,7 +483,8 @@ impl<'a> RopeConfig<'a> {
                         / r(high_freq_factor - low_freq_factor));
                     let smoothed =
                         r(r(r(r(1.0 - smooth) * scaled) / r(factor)) + r(smooth * scaled));
-                    let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                    // Hugging Face: ~(wavelen < high) * ~(wavelen > low); the table is finite here.
+                    let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                     *o = if medium { smoothed } else { scaled };
                 }
             }

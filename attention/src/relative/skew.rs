@@ -216,11 +216,7 @@ impl SkewedAttention {
                         None,
                         ViewMut::new(&mut *padded, row)?,
                     )?;
-                    let oi = o
-                        .reborrow()
-                        .select(0, bi)?
-                        .select(0, h)?
-                        .narrow(0, i, 1)?;
+                    let oi = o.reborrow().select(0, bi)?.select(0, h)?.narrow(0, i, 1)?;
                     b.gemm(
                         1.0,
                         View::new(&*padded, row)?,

@@ -91,6 +91,16 @@ impl T5RelativeBias {
     ) -> Result<()> {
         let heads = q.shape().get(1).copied().unwrap_or(0);
         let bias = per_head("rel_bias", bias, heads, 2)?;
-        b.relative_attention(&self.params(), q, k, v, None, None, Some(bias), o, workspace)
+        b.relative_attention(
+            &self.params(),
+            q,
+            k,
+            v,
+            None,
+            None,
+            Some(bias),
+            o,
+            workspace,
+        )
     }
 }

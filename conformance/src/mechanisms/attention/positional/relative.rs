@@ -2,6 +2,16 @@
 //! (Shaw et al., Music Transformer, T5) against the f64 reference, the reference against an
 //! explicit O(L^2 D) evaluation, and Music Transformer's skew against the naive relative logits.
 
+// Harness code: indices below the extents the case was built with (the kernel call checks them
+// first), casts of counts checked integral and in range before the cast.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_wrap
+)]
+
 use proptest::prelude::*;
 use seq_attention::relative::skew::{SkewedAttention, padded_len, relative_logits};
 use seq_attention::relative::{RelativeIndex, RelativeParams, workspace_len};
@@ -126,7 +136,11 @@ pub fn explicit(
 pub fn check<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, Failure> {
     let sh = dims(case);
     let [nb, nh, lq, lk, d, dv] = sh;
-    let (q, k, v) = (case.q.rounded::<T>(), case.k.rounded::<T>(), case.v.rounded::<T>());
+    let (q, k, v) = (
+        case.q.rounded::<T>(),
+        case.k.rounded::<T>(),
+        case.v.rounded::<T>(),
+    );
     let rk = case.rel_k.as_ref().map(Tensor::rounded::<T>);
     let rv = case.rel_v.as_ref().map(Tensor::rounded::<T>);
     let rb = case.rel_bias.as_ref().map(Tensor::rounded::<T>);
@@ -143,7 +157,8 @@ pub fn check<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, F
             rk.as_deref().map(|t| hv(t, &[nh, rows, d])).transpose()?,
             rv.as_deref().map(|t| hv(t, &[nh, rows, dv])).transpose()?,
             rb.as_deref().map(|t| hv(t, &[nh, rows])).transpose()?,
-            r.view_mut(&mut want, &[nb, nh, lq, dv]).map_err(Failure::setup)?,
+            r.view_mut(&mut want, &[nb, nh, lq, dv])
+                .map_err(Failure::setup)?,
             &mut ws,
         )
         .map_err(Failure::Kernel)?;
@@ -167,8 +182,10 @@ pub fn check<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, F
                             * (k[((b_ * nh + h) * lk + j) * d + c].abs() + a.abs());
                     }
                     let bias = rb.as_ref().map_or(0.0, |t| t[h * rows + row].abs());
-                    de = de.max((d as f64 + 4.0) * ua::<T>() * case.params.scale.abs() * s
-                        + 2.0 * ua::<T>() * bias);
+                    de = de.max(
+                        (d as f64 + 4.0) * ua::<T>() * case.params.scale.abs() * s
+                            + 2.0 * ua::<T>() * bias,
+                    );
                     for c in 0..dv {
                         let a = rv.as_ref().map_or(0.0, |t| t[(h * rows + row) * dv + c]);
                         vm = vm.max(v[((b_ * nh + h) * lk + j) * dv + c].abs() + a.abs());
@@ -181,7 +198,10 @@ pub fn check<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, F
     // Softmax is 2-Lipschitz in the max norm of the logits (into the l1 norm of the weights);
     // the online rescaling and the weighted sum add (Lk + 8) ua of the values' scale.
     let bound = |idx: usize| {
-        let (de, vm) = row_scale.get(idx / dv.max(1)).copied().unwrap_or((0.0, 0.0));
+        let (de, vm) = row_scale
+            .get(idx / dv.max(1))
+            .copied()
+            .unwrap_or((0.0, 0.0));
         Bound {
             atol: floor::<T>() + (2.0 * de + (lk as f64 + 8.0) * ua::<T>()) * vm,
             rtol: 2.0 * u::<T>(),
@@ -191,13 +211,27 @@ pub fn check<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, F
     let qi = Input::<B, T>::new(b, &case.q)?;
     let ki = Input::<B, T>::new(b, &case.k)?;
     let vi = Input::<B, T>::new(b, &case.v)?;
-    let rki = case.rel_k.as_ref().map(|t| Input::<B, T>::new(b, t)).transpose()?;
-    let rvi = case.rel_v.as_ref().map(|t| Input::<B, T>::new(b, t)).transpose()?;
-    let rbi = case.rel_bias.as_ref().map(|t| Input::<B, T>::new(b, t)).transpose()?;
+    let rki = case
+        .rel_k
+        .as_ref()
+        .map(|t| Input::<B, T>::new(b, t))
+        .transpose()?;
+    let rvi = case
+        .rel_v
+        .as_ref()
+        .map(|t| Input::<B, T>::new(b, t))
+        .transpose()?;
+    let rbi = case
+        .rel_bias
+        .as_ref()
+        .map(|t| Input::<B, T>::new(b, t))
+        .transpose()?;
     let (ol, _) = crate::strategies::layout(&[nb, nh, lq, dv], case.o)
         .ok_or_else(|| Failure::Setup("no output layout".into()))?;
     let mut out = Output::<B, T>::new(b, &ol, None)?;
-    let mut ws = b.alloc::<T::Acc>(workspace_len(dv)).map_err(Failure::setup)?;
+    let mut ws = b
+        .alloc::<T::Acc>(workspace_len(dv))
+        .map_err(Failure::setup)?;
     b.relative_attention(
         &case.params,
         qi.view()?,
@@ -215,10 +249,22 @@ pub fn check<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, F
     let a = gate("o", a, nmse_max::<T>())?;
 
     // The f64 oracle against the explicit formula (Shaw eq. (3)-(5)), bound at f64.
-    let ex = explicit(&case.params, sh, &q, &k, &v, rk.as_deref(), rv.as_deref(), rb.as_deref());
+    let ex = explicit(
+        &case.params,
+        sh,
+        &q,
+        &k,
+        &v,
+        rk.as_deref(),
+        rv.as_deref(),
+        rb.as_deref(),
+    );
     let u64_ = 2f64.powi(-53);
     compare("o (explicit)", &want, &ex, |idx| {
-        let (de, vm) = row_scale.get(idx / dv.max(1)).copied().unwrap_or((0.0, 0.0));
+        let (de, vm) = row_scale
+            .get(idx / dv.max(1))
+            .copied()
+            .unwrap_or((0.0, 0.0));
         let de64 = de / ua::<T>() * u64_;
         Bound {
             atol: f64::MIN_POSITIVE + (4.0 * de64 + 2.0 * (lk as f64 + 8.0) * u64_) * vm,
@@ -227,8 +273,14 @@ pub fn check<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, F
     })?;
 
     // Music Transformer cases: the skew equals the naive relative logits.
-    if let (RelativeIndex::Clipped { max_back, max_fwd: 0 }, true, Some(rk_t)) =
-        (case.params.index, case.params.causal, &rk)
+    if let (
+        RelativeIndex::Clipped {
+            max_back,
+            max_fwd: 0,
+        },
+        true,
+        Some(rk_t),
+    ) = (case.params.index, case.params.causal, &rk)
     {
         if lq == lk && max_back + 1 == lk && lk > 0 {
             skew_equals_naive::<B, T>(b, &q, rk_t, lq, d)?;
@@ -250,16 +302,31 @@ fn skew_equals_naive<B: Allocate, T: Element>(
     let et = Tensor::contiguous(&[l, d], er.get(..l * d).unwrap_or(&[]).to_vec())?;
     let qi = Input::<B, T>::new(b, &qt)?;
     let ei = Input::<B, T>::new(b, &et)?;
-    let mut padded = b.alloc::<T>(padded_len(l).map_err(Failure::setup)?).map_err(Failure::setup)?;
-    let s = relative_logits(b, qi.view()?, ei.view()?, core::borrow::BorrowMut::borrow_mut(&mut padded))
-        .map_err(Failure::Kernel)?;
+    let mut padded = b
+        .alloc::<T>(padded_len(l).map_err(Failure::setup)?)
+        .map_err(Failure::setup)?;
+    let s = relative_logits(
+        b,
+        qi.view()?,
+        ei.view()?,
+        core::borrow::BorrowMut::borrow_mut(&mut padded),
+    )
+    .map_err(Failure::Kernel)?;
     let mut host = vec![T::default(); l * l];
     {
         // Download through a contiguous copy of the view (a cast to the same type).
         let mut copy = b.alloc::<T>(l * l).map_err(Failure::setup)?;
-        b.cast(s, seqcore::ViewMut::new(core::borrow::BorrowMut::borrow_mut(&mut copy), Layout::contiguous(&[l, l]).map_err(Failure::setup)?).map_err(Failure::setup)?)
-            .map_err(Failure::Kernel)?;
-        b.read(core::borrow::Borrow::borrow(&copy), &mut host).map_err(Failure::setup)?;
+        b.cast(
+            s,
+            seqcore::ViewMut::new(
+                core::borrow::BorrowMut::borrow_mut(&mut copy),
+                Layout::contiguous(&[l, l]).map_err(Failure::setup)?,
+            )
+            .map_err(Failure::setup)?,
+        )
+        .map_err(Failure::Kernel)?;
+        b.read(core::borrow::Borrow::borrow(&copy), &mut host)
+            .map_err(Failure::setup)?;
     }
     let got = widen(&host);
     let mut gl = Vec::new();
@@ -278,17 +345,26 @@ fn skew_equals_naive<B: Allocate, T: Element>(
             bounds.push(crate::tolerance::gemm::<T>(d, 1.0, abs, 0.0));
         }
     }
-    compare("s_rel (skew)", &gl, &want, |i| bounds.get(i).copied().unwrap_or(Bound::EXACT))?;
+    compare("s_rel (skew)", &gl, &want, |i| {
+        bounds.get(i).copied().unwrap_or(Bound::EXACT)
+    })?;
     Ok(())
 }
 
 fn index() -> impl Strategy<Value = RelativeIndex> {
     prop_oneof![
-        (0usize..6, 0usize..6).prop_map(|(a, b)| RelativeIndex::Clipped { max_back: a, max_fwd: b }),
+        (0usize..6, 0usize..6).prop_map(|(a, b)| RelativeIndex::Clipped {
+            max_back: a,
+            max_fwd: b
+        }),
         (any::<bool>(), 2usize..9, 1usize..40).prop_map(|(bi, n, md)| {
             let nb = if bi { 2 * n } else { n };
             let per = if bi { nb / 2 } else { nb };
-            RelativeIndex::Buckets { bidirectional: bi, num_buckets: nb, max_distance: md.max(per / 2 + 1) }
+            RelativeIndex::Buckets {
+                bidirectional: bi,
+                num_buckets: nb,
+                max_distance: md.max(per / 2 + 1),
+            }
         }),
     ]
 }
@@ -297,52 +373,83 @@ fn index() -> impl Strategy<Value = RelativeIndex> {
 /// `max_back = L - 1`, causal) and T5 buckets with a bias; cross lengths, strided storage.
 pub fn cases() -> impl Strategy<Value = Case> {
     (
-        (1usize..3, 1usize..3, crate::strategies::dim(13), crate::strategies::dim(13)),
+        (
+            1usize..3,
+            1usize..3,
+            crate::strategies::dim(13),
+            crate::strategies::dim(13),
+        ),
         (1usize..9, 1usize..9),
         (index(), any::<bool>(), 0usize..3, any::<bool>()),
         (any::<bool>(), any::<bool>(), any::<bool>(), storage()),
     )
-        .prop_flat_map(|((nb, nh, lq, lk), (d, dv), (idx, causal, kind, big), (hk, hv, hb, o))| {
-            // kind 0: as drawn; 1: Music Transformer; 2: T5 (bias only, scale 1).
-            let (lk, idx, causal) = match kind {
-                1 => (lq, RelativeIndex::Clipped { max_back: lq.saturating_sub(1), max_fwd: 0 }, true),
-                _ => (lk, idx, causal),
-            };
-            let (hk, hv, hb) = match kind {
-                1 => (true, false, false),
-                2 => (false, false, true),
-                _ => (hk, hv, hb),
-            };
-            let rows = idx.rows();
-            let scale = if kind == 2 { 1.0 } else { 1.0 / (d as f64).sqrt() };
-            let sp = Specials { huge: false, ..Specials::default() };
-            let mag = if big { 30.0 } else { 1.0 };
-            let opt = |on: bool, shape: Vec<usize>| {
-                if on { tensor(shape, 0.5, sp).prop_map(Some).boxed() } else { Just(None).boxed() }
-            };
-            (
-                tensor(vec![nb, nh, lq, d], mag, sp),
-                tensor(vec![nb, nh, lk, d], 1.0, sp),
-                tensor(vec![nb, nh, lk, dv], 1.0, sp),
-                opt(hk, vec![nh, rows, d]),
-                opt(hv, vec![nh, rows, dv]),
-                opt(hb, vec![nh, rows]),
-            )
-                .prop_map(move |(q, k, v, rel_k, rel_v, rel_bias)| Case {
-                    params: RelativeParams { scale, causal, index: idx },
-                    q,
-                    k,
-                    v,
-                    rel_k,
-                    rel_v,
-                    rel_bias,
-                    o,
-                })
-        })
+        .prop_flat_map(
+            |((nb, nh, lq, lk), (d, dv), (idx, causal, kind, big), (hk, hv, hb, o))| {
+                // kind 0: as drawn; 1: Music Transformer; 2: T5 (bias only, scale 1).
+                let (lk, idx, causal) = match kind {
+                    1 => (
+                        lq,
+                        RelativeIndex::Clipped {
+                            max_back: lq.saturating_sub(1),
+                            max_fwd: 0,
+                        },
+                        true,
+                    ),
+                    _ => (lk, idx, causal),
+                };
+                let (hk, hv, hb) = match kind {
+                    1 => (true, false, false),
+                    2 => (false, false, true),
+                    _ => (hk, hv, hb),
+                };
+                let rows = idx.rows();
+                let scale = if kind == 2 {
+                    1.0
+                } else {
+                    1.0 / (d as f64).sqrt()
+                };
+                let sp = Specials {
+                    huge: false,
+                    ..Specials::default()
+                };
+                let mag = if big { 30.0 } else { 1.0 };
+                let opt = |on: bool, shape: Vec<usize>| {
+                    if on {
+                        tensor(shape, 0.5, sp).prop_map(Some).boxed()
+                    } else {
+                        Just(None).boxed()
+                    }
+                };
+                (
+                    tensor(vec![nb, nh, lq, d], mag, sp),
+                    tensor(vec![nb, nh, lk, d], 1.0, sp),
+                    tensor(vec![nb, nh, lk, dv], 1.0, sp),
+                    opt(hk, vec![nh, rows, d]),
+                    opt(hv, vec![nh, rows, dv]),
+                    opt(hb, vec![nh, rows]),
+                )
+                    .prop_map(move |(q, k, v, rel_k, rel_v, rel_bias)| Case {
+                        params: RelativeParams {
+                            scale,
+                            causal,
+                            index: idx,
+                        },
+                        q,
+                        k,
+                        v,
+                        rel_k,
+                        rel_v,
+                        rel_bias,
+                        o,
+                    })
+            },
+        )
 }
 
 fn ramp(n: usize, s: f64, seed: usize) -> Vec<f64> {
-    (0..n).map(|i| (((i + seed) * 37 % 101) as f64 / 50.0 - 1.0) * s).collect()
+    (0..n)
+        .map(|i| (((i + seed) * 37 % 101) as f64 / 50.0 - 1.0) * s)
+        .collect()
 }
 
 /// Fixed cases: L = 0 and 1, causal with Lq > Lk (queries that see no key: zeros), Music
@@ -351,23 +458,62 @@ fn ramp(n: usize, s: f64, seed: usize) -> Vec<f64> {
 /// # Errors
 /// Never for these shapes.
 pub fn edge_cases() -> Result<Vec<Case>, Failure> {
-    let mk = |nb: usize, nh: usize, lq: usize, lk: usize, d: usize, idx: RelativeIndex, causal: bool, qs: f64, rk: bool, rv: bool, rb: bool| -> Result<Case, Failure> {
+    let mk = |nb: usize,
+              nh: usize,
+              lq: usize,
+              lk: usize,
+              d: usize,
+              idx: RelativeIndex,
+              causal: bool,
+              qs: f64,
+              rk: bool,
+              rv: bool,
+              rb: bool|
+     -> Result<Case, Failure> {
         let rows = idx.rows();
-        let t = |shape: &[usize], s: f64, seed: usize| Tensor::contiguous(shape, ramp(shape.iter().product(), s, seed));
+        let t = |shape: &[usize], s: f64, seed: usize| {
+            Tensor::contiguous(shape, ramp(shape.iter().product(), s, seed))
+        };
         Ok(Case {
-            params: RelativeParams { scale: 1.0 / (d as f64).sqrt(), causal, index: idx },
+            params: RelativeParams {
+                scale: 1.0 / (d as f64).sqrt(),
+                causal,
+                index: idx,
+            },
             q: t(&[nb, nh, lq, d], qs, 1)?,
             k: t(&[nb, nh, lk, d], 1.0, 2)?,
             v: t(&[nb, nh, lk, d], 1.0, 3)?,
-            rel_k: if rk { Some(t(&[nh, rows, d], 0.5, 4)?) } else { None },
-            rel_v: if rv { Some(t(&[nh, rows, d], 0.5, 5)?) } else { None },
-            rel_bias: if rb { Some(t(&[nh, rows], 0.5, 6)?) } else { None },
+            rel_k: if rk {
+                Some(t(&[nh, rows, d], 0.5, 4)?)
+            } else {
+                None
+            },
+            rel_v: if rv {
+                Some(t(&[nh, rows, d], 0.5, 5)?)
+            } else {
+                None
+            },
+            rel_bias: if rb {
+                Some(t(&[nh, rows], 0.5, 6)?)
+            } else {
+                None
+            },
             o: Storage::Contiguous,
         })
     };
-    let shaw = RelativeIndex::Clipped { max_back: 2, max_fwd: 2 };
-    let music = |l: usize| RelativeIndex::Clipped { max_back: l.saturating_sub(1), max_fwd: 0 };
-    let t5 = RelativeIndex::Buckets { bidirectional: false, num_buckets: 32, max_distance: 128 };
+    let shaw = RelativeIndex::Clipped {
+        max_back: 2,
+        max_fwd: 2,
+    };
+    let music = |l: usize| RelativeIndex::Clipped {
+        max_back: l.saturating_sub(1),
+        max_fwd: 0,
+    };
+    let t5 = RelativeIndex::Buckets {
+        bidirectional: false,
+        num_buckets: 32,
+        max_distance: 128,
+    };
     Ok(vec![
         mk(1, 2, 0, 0, 4, shaw, false, 1.0, true, true, false)?,
         mk(1, 2, 1, 1, 4, shaw, true, 1.0, true, true, false)?,
@@ -391,20 +537,36 @@ pub fn bench<'a, B: Allocate, T: Element>(
     l: usize,
     d: usize,
 ) -> Result<Bench<'a>, Failure> {
-    let t = |shape: &[usize], seed: usize| Tensor::contiguous(shape, ramp(shape.iter().product(), 1.0, seed));
+    let t = |shape: &[usize], seed: usize| {
+        Tensor::contiguous(shape, ramp(shape.iter().product(), 1.0, seed))
+    };
     let q = Input::<B, T>::new(b, &t(&[nb, nh, l, d], 1)?)?;
     let k = Input::<B, T>::new(b, &t(&[nb, nh, l, d], 2)?)?;
     let v = Input::<B, T>::new(b, &t(&[nb, nh, l, d], 3)?)?;
     let er = Input::<B, T>::new(b, &t(&[nh, l, d], 4)?)?;
-    let mut o = Output::<B, T>::new(b, &Layout::contiguous(&[nb, nh, l, d]).map_err(Failure::setup)?, None)?;
-    let mut ws = b.alloc::<T::Acc>(workspace_len(d)).map_err(Failure::setup)?;
+    let mut o = Output::<B, T>::new(
+        b,
+        &Layout::contiguous(&[nb, nh, l, d]).map_err(Failure::setup)?,
+        None,
+    )?;
+    let mut ws = b
+        .alloc::<T::Acc>(workspace_len(d))
+        .map_err(Failure::setup)?;
     let att = SkewedAttention { scale: None };
     // Causal: L (L + 1) / 2 pairs, each q.k (2D), q.E^r (2D) and the value update (2D).
     let pairs = (l * (l + 1) / 2 * nb * nh) as f64;
     Ok(Bench {
         run: Box::new(move || {
-            att.forward(b, q.view()?, k.view()?, v.view()?, er.view()?, o.view()?, core::borrow::BorrowMut::borrow_mut(&mut ws))
-                .map_err(Failure::Kernel)
+            att.forward(
+                b,
+                q.view()?,
+                k.view()?,
+                v.view()?,
+                er.view()?,
+                o.view()?,
+                core::borrow::BorrowMut::borrow_mut(&mut ws),
+            )
+            .map_err(Failure::Kernel)
         }),
         work: Work::Flops(pairs * 6.0 * d as f64),
         size: format!("{nb}x{nh}x{l}x{d}"),
@@ -425,14 +587,21 @@ fn heads_first(t: &Tensor) -> Result<(Tensor, [usize; 3]), Failure> {
     for hh in 0..h {
         for ll in 0..l {
             for dd in 0..d {
-                vals.push(t.values.get((ll * h + hh) * d + dd).copied().unwrap_or(f64::NAN));
+                vals.push(
+                    t.values
+                        .get((ll * h + hh) * d + dd)
+                        .copied()
+                        .unwrap_or(f64::NAN),
+                );
             }
         }
     }
     Ok((Tensor::with_layout(lay, l * h * d, vals)?, [l, h, d]))
 }
 
-fn out_view<'o, B: Allocate, T: Element>(out: &'o mut Output<B, T>) -> Result<seqcore::ViewMut<'o, B, T>, Failure> {
+fn out_view<'o, B: Allocate, T: Element>(
+    out: &'o mut Output<B, T>,
+) -> Result<seqcore::ViewMut<'o, B, T>, Failure> {
     out.view()?
         .map_layout(|l| l.permute(&[1, 0, 2])?.unsqueeze(0))
         .map_err(Failure::setup)
@@ -444,9 +613,15 @@ fn out_view<'o, B: Allocate, T: Element>(out: &'o mut Output<B, T>) -> Result<se
 /// # Errors
 /// Why the case failed.
 pub fn run_vector<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreement, Failure> {
-    let causal = case.params.get("causal").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let causal = case
+        .params
+        .get("causal")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
     if !causal {
-        return Err(bad("relative_attention: `er` embeds distances i - j >= 0 only; causal must be true"));
+        return Err(bad(
+            "relative_attention: `er` embeds distances i - j >= 0 only; causal must be true",
+        ));
     }
     let (q, [l, h, d]) = heads_first(&case.input("q")?)?;
     let (k, _) = heads_first(&case.input("k")?)?;
@@ -455,7 +630,11 @@ pub fn run_vector<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreem
     if er.shape() != [h, l, d] {
         return Err(bad("`er` must be [H, L, D]"));
     }
-    let scale = case.params.get("scale").map(crate::vectors::number).transpose()?;
+    let scale = case
+        .params
+        .get("scale")
+        .map(crate::vectors::number)
+        .transpose()?;
     let att = SkewedAttention { scale };
     let (qi, ki, vi, ei) = (
         Input::<B, T>::new(b, &q)?,
@@ -464,12 +643,24 @@ pub fn run_vector<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreem
         Input::<B, T>::new(b, &er)?,
     );
     let mut out = crate::vectors::out::<B, T>(b, case, "o")?;
-    let mut ws = b.alloc::<T::Acc>(workspace_len(dv)).map_err(Failure::setup)?;
-    att.forward(b, qi.view()?, ki.view()?, vi.view()?, ei.view()?, out_view(&mut out)?, core::borrow::BorrowMut::borrow_mut(&mut ws))
-        .map_err(Failure::Kernel)?;
+    let mut ws = b
+        .alloc::<T::Acc>(workspace_len(dv))
+        .map_err(Failure::setup)?;
+    att.forward(
+        b,
+        qi.view()?,
+        ki.view()?,
+        vi.view()?,
+        ei.view()?,
+        out_view(&mut out)?,
+        core::borrow::BorrowMut::borrow_mut(&mut ws),
+    )
+    .map_err(Failure::Kernel)?;
     let fused = case.check("o", &widen(&out.finish(b, "o")?))?;
     let mut out2 = crate::vectors::out::<B, T>(b, case, "o")?;
-    let mut padded = b.alloc::<T>(padded_len(l).map_err(Failure::setup)?).map_err(Failure::setup)?;
+    let mut padded = b
+        .alloc::<T>(padded_len(l).map_err(Failure::setup)?)
+        .map_err(Failure::setup)?;
     let mut probs = b.alloc::<T>(l * l).map_err(Failure::setup)?;
     att.forward_skewed(
         b,
@@ -493,18 +684,40 @@ pub fn run_vector<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreem
 /// # Errors
 /// Why the case failed.
 pub fn run_shaw_vector<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreement, Failure> {
-    let causal = case.params.get("causal").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let causal = case
+        .params
+        .get("causal")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
     let clip = case.param_f64("clip", None)? as usize;
-    let scale = case.params.get("scale").map(crate::vectors::number).transpose()?;
+    let scale = case
+        .params
+        .get("scale")
+        .map(crate::vectors::number)
+        .transpose()?;
     let (q, _) = heads_first(&case.input("q")?)?;
     let (k, _) = heads_first(&case.input("k")?)?;
     let (v, [_, _, dv]) = heads_first(&case.input("v")?)?;
     let ak = Input::<B, T>::new(b, &case.input("ak")?)?;
-    let av = case.inputs.contains_key("av").then(|| case.input("av").and_then(|t| Input::<B, T>::new(b, &t))).transpose()?;
-    let (qi, ki, vi) = (Input::<B, T>::new(b, &q)?, Input::<B, T>::new(b, &k)?, Input::<B, T>::new(b, &v)?);
+    let av = case
+        .inputs
+        .contains_key("av")
+        .then(|| case.input("av").and_then(|t| Input::<B, T>::new(b, &t)))
+        .transpose()?;
+    let (qi, ki, vi) = (
+        Input::<B, T>::new(b, &q)?,
+        Input::<B, T>::new(b, &k)?,
+        Input::<B, T>::new(b, &v)?,
+    );
     let mut out = crate::vectors::out::<B, T>(b, case, "o")?;
-    let mut ws = b.alloc::<T::Acc>(workspace_len(dv)).map_err(Failure::setup)?;
-    let shaw = seq_attention::relative::shaw::ShawAttention { clip, scale, causal };
+    let mut ws = b
+        .alloc::<T::Acc>(workspace_len(dv))
+        .map_err(Failure::setup)?;
+    let shaw = seq_attention::relative::shaw::ShawAttention {
+        clip,
+        scale,
+        causal,
+    };
     shaw.forward(
         b,
         qi.view()?,
@@ -525,7 +738,11 @@ pub fn run_shaw_vector<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<A
 /// # Errors
 /// Why the case failed.
 pub fn run_t5_vector(case: &VCase) -> Result<Agreement, Failure> {
-    let bi = case.params.get("bidirectional").and_then(serde_json::Value::as_bool).unwrap_or(true);
+    let bi = case
+        .params
+        .get("bidirectional")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(true);
     let n = case.param_f64("num_buckets", None)? as usize;
     let md = case.param_f64("max_distance", None)? as usize;
     let rp = case.input("relative_position")?;

@@ -1,6 +1,15 @@
 //! The `rope` row and vector mechanism: [`seqcore::Backend::rope`] with tables from
 //! [`seq_attention::rope::RopeConfig`], against the f64 reference, with RoPE's identities.
 
+// Harness code: indices below the extents the case was built with, casts of counts checked
+// integral and in range before the cast.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+
 use proptest::prelude::*;
 use seq_attention::rope::{FreqPrecision, LongRope, RopeConfig, RopeScaling, Yarn};
 use seqcore::portable::rope::{RopeLayout, RopePositions};
@@ -8,13 +17,13 @@ use seqcore::{Allocate, Backend, Element, Layout, Reference};
 use serde_json::Value;
 
 use super::{expected_in, gate, upload_u32};
+use crate::Failure;
 use crate::compare::{Agreement, Bound, compare};
 use crate::harness::{Input, Output, Tensor, widen};
 use crate::properties::{Bench, Work};
 use crate::strategies::{Specials, Storage, storage, tensor};
 use crate::tolerance::{floor, nmse_max, u, ua};
 use crate::vectors::{Case as VCase, bad};
-use crate::Failure;
 
 /// A scaling with owned parameters (LongRoPE's factor lists).
 #[derive(Clone, Debug, PartialEq)]
@@ -125,7 +134,9 @@ impl Case {
 fn table(case: &Case) -> Result<(Vec<f64>, f64), Failure> {
     let cfg = case.config();
     let mut t = vec![0.0; cfg.pairs()];
-    let af = cfg.inv_freq(case.seq_len, &mut t).map_err(Failure::Kernel)?;
+    let af = cfg
+        .inv_freq(case.seq_len, &mut t)
+        .map_err(Failure::Kernel)?;
     Ok((t, af))
 }
 
@@ -172,7 +183,12 @@ fn run_backend<B: Allocate, T: Element>(
     let (yl, _) = crate::strategies::layout(&shape, case.y)
         .ok_or_else(|| Failure::Setup(format!("no layout for {shape:?}")))?;
     if case.in_place {
-        let init: Vec<T> = case.x.rounded::<T>().iter().map(|&v| T::from_f64(v)).collect();
+        let init: Vec<T> = case
+            .x
+            .rounded::<T>()
+            .iter()
+            .map(|&v| T::from_f64(v))
+            .collect();
         let mut out = Output::<B, T>::new(b, &yl, Some(&init))?;
         b.rope(case.layout, tab, af, positions, None, out.view()?)
             .map_err(Failure::Kernel)?;
@@ -180,15 +196,22 @@ fn run_backend<B: Allocate, T: Element>(
     } else {
         let x = Input::<B, T>::new(b, &case.x)?;
         let mut out = Output::<B, T>::new(b, &yl, None)?;
-        b.rope(case.layout, tab, af, positions, Some(x.view()?), out.view()?)
-            .map_err(Failure::Kernel)?;
+        b.rope(
+            case.layout,
+            tab,
+            af,
+            positions,
+            Some(x.view()?),
+            out.view()?,
+        )
+        .map_err(Failure::Kernel)?;
         Ok(widen(&out.finish(b, "y")?))
     }
 }
 
 /// `2 pi` as the sum of three doubles (Cody and Waite), for the double-double angle reduction.
 const TWO_PI: [f64; 3] = [
-    6.283_185_307_179_586,
+    core::f64::consts::TAU,
     2.449_293_598_294_706_4e-16,
     -5.989_539_619_436_679e-33,
 ];
@@ -251,7 +274,8 @@ pub fn check<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, F
         let d = i % nd.max(1);
         partner(case.layout, pairs, d).map(|p| {
             let base = i - d;
-            af.abs() * (x.get(i).map_or(0.0, |v| v.abs()) + x.get(base + p).map_or(0.0, |v| v.abs()))
+            af.abs()
+                * (x.get(i).map_or(0.0, |v| v.abs()) + x.get(base + p).map_or(0.0, |v| v.abs()))
         })
     };
     let (ua, u, fl) = (ua::<T>(), u::<T>(), floor::<T>());
@@ -417,7 +441,11 @@ fn relative_identity<B: Allocate, T: Element>(
     }
     Ok(Some(Agreement {
         max_abs: (d1 - d2).abs(),
-        worst_ratio: if allowed > 0.0 { (d1 - d2).abs() / allowed } else { 0.0 },
+        worst_ratio: if allowed > 0.0 {
+            (d1 - d2).abs() / allowed
+        } else {
+            0.0
+        },
         count: 1,
         ..Agreement::default()
     }))
@@ -461,12 +489,26 @@ pub fn cases() -> impl Strategy<Value = Case> {
         0.0f64..1.0,
         any::<bool>(),
         scaling(),
-        (prop::sample::select(vec![10_000.0f64, 500_000.0, 1e6, 10.0]), any::<bool>()),
+        (
+            prop::sample::select(vec![10_000.0f64, 500_000.0, 1e6, 10.0]),
+            any::<bool>(),
+        ),
         (any::<bool>(), 0u32..(1 << 24), any::<bool>()),
         (any::<bool>(), storage(), 0usize..8192),
     )
         .prop_flat_map(
-            |(nb, nh, nl, nd, frac, inter, (sc, mp), (theta, f64mode), (ids, start, per_batch), (in_place, y, sl))| {
+            |(
+                nb,
+                nh,
+                nl,
+                nd,
+                frac,
+                inter,
+                (sc, mp),
+                (theta, f64mode),
+                (ids, start, per_batch),
+                (in_place, y, sl),
+            )| {
                 let mut rd = ((nd as f64 * frac) as usize / 2 * 2).max(2).min(nd);
                 if frac > 0.5 {
                     rd = nd;
@@ -490,17 +532,32 @@ pub fn cases() -> impl Strategy<Value = Case> {
                 } else {
                     Just(Positions::Offset(u64::from(start))).boxed()
                 };
-                let x = tensor(vec![nb, nh, nl, nd], 1.0, Specials { huge: true, ..Specials::default() });
+                let x = tensor(
+                    vec![nb, nh, nl, nd],
+                    1.0,
+                    Specials {
+                        huge: true,
+                        ..Specials::default()
+                    },
+                );
                 (x, pos).prop_map(move |(x, positions)| Case {
                     x,
                     positions,
-                    layout: if inter { RopeLayout::Interleaved } else { RopeLayout::Half },
+                    layout: if inter {
+                        RopeLayout::Interleaved
+                    } else {
+                        RopeLayout::Half
+                    },
                     rotary_dim: rd,
                     theta,
                     scaling: sc.clone(),
                     max_pos: mp,
                     seq_len: sl,
-                    precision: if f64mode { FreqPrecision::Float64 } else { FreqPrecision::Float32 },
+                    precision: if f64mode {
+                        FreqPrecision::Float64
+                    } else {
+                        FreqPrecision::Float32
+                    },
                     in_place,
                     y,
                 })
@@ -509,7 +566,9 @@ pub fn cases() -> impl Strategy<Value = Case> {
 }
 
 fn ramp(n: usize, scale: f64) -> Vec<f64> {
-    (0..n).map(|i| ((i * 37 % 101) as f64 / 50.0 - 1.0) * scale).collect()
+    (0..n)
+        .map(|i| ((i * 37 % 101) as f64 / 50.0 - 1.0) * scale)
+        .collect()
 }
 
 /// Fixed cases: L = 0 and 1, head_dim 2, rotary 20 of 80, the positions of the numerics notes
@@ -565,12 +624,20 @@ pub fn edge_cases() -> Result<Vec<Case>, Failure> {
         p.layout = layout;
         v.push(p);
     }
-    let mut pb = base(&[3, 2, 4, 16], Positions::Ids((0..12).map(|i| i * 1000 + 3).collect(), true))?;
+    let mut pb = base(
+        &[3, 2, 4, 16],
+        Positions::Ids((0..12).map(|i| i * 1000 + 3).collect(), true),
+    )?;
     pb.scaling = Scaling::Llama3(8.0, 1.0, 4.0, 64);
     v.push(pb);
     for sl in [10, 5000] {
         let mut lr = base(&[1, 2, 3, 8], Positions::Offset(4090))?;
-        lr.scaling = Scaling::LongRope(vec![1.0, 1.5, 2.0, 4.0], vec![2.0, 3.0, 5.0, 9.0], None, Some(4096));
+        lr.scaling = Scaling::LongRope(
+            vec![1.0, 1.5, 2.0, 4.0],
+            vec![2.0, 3.0, 5.0, 9.0],
+            None,
+            Some(4096),
+        );
         lr.max_pos = 131_072;
         lr.seq_len = sl;
         v.push(lr);
@@ -602,7 +669,11 @@ pub fn bench<'a, B: Allocate, T: Element>(
     let shape = [nb, nh, nl, nd];
     let n: usize = shape.iter().product();
     let x = Input::<B, T>::new(b, &Tensor::contiguous(&shape, ramp(n, 1.0))?)?;
-    let mut y = Output::<B, T>::new(b, &Layout::contiguous(&shape).map_err(Failure::setup)?, None)?;
+    let mut y = Output::<B, T>::new(
+        b,
+        &Layout::contiguous(&shape).map_err(Failure::setup)?,
+        None,
+    )?;
     let mut tab = vec![0.0; nd / 2];
     let af = RopeConfig::new(10_000.0, nd)
         .inv_freq(nl, &mut tab)
@@ -706,7 +777,10 @@ pub fn run_vector<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreem
     let (scaling, max_pos) = if sc.is_null() {
         (Scaling::Default, 2048)
     } else {
-        let ty = sc.get("type").and_then(Value::as_str).ok_or_else(|| bad("scaling without type"))?;
+        let ty = sc
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("scaling without type"))?;
         let factor = num(&sc, "factor")?;
         let f = || factor.ok_or_else(|| bad("scaling without factor"));
         let orig = count(&sc, "original_max_position")?;
@@ -714,7 +788,10 @@ pub fn run_vector<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreem
         match ty {
             "linear" => (Scaling::Linear(f()?), mp.unwrap_or(2048)),
             "ntk" => (Scaling::Ntk(f()?), mp.unwrap_or(2048)),
-            "dynamic" => (Scaling::Dynamic(f()?), mp.ok_or_else(|| bad("dynamic needs max_position"))?),
+            "dynamic" => (
+                Scaling::Dynamic(f()?),
+                mp.ok_or_else(|| bad("dynamic needs max_position"))?,
+            ),
             "yarn" => {
                 let mut y = Yarn::new(f()?);
                 y.original_max_position_embeddings = orig;
@@ -724,7 +801,9 @@ pub fn run_vector<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreem
                 y.mscale_all_dim = num(&sc, "mscale_all_dim")?;
                 y.attention_factor = num(&sc, "attention_factor")?;
                 y.truncate = sc.get("truncate").and_then(Value::as_bool).unwrap_or(true);
-                let m = mp.or(orig).ok_or_else(|| bad("yarn needs max_position or original_max_position"))?;
+                let m = mp
+                    .or(orig)
+                    .ok_or_else(|| bad("yarn needs max_position or original_max_position"))?;
                 (Scaling::Yarn(y), m)
             }
             "llama3" => (
@@ -737,7 +816,12 @@ pub fn run_vector<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreem
                 mp.unwrap_or(2048),
             ),
             "longrope" => (
-                Scaling::LongRope(list(&sc, "short_factor")?, list(&sc, "long_factor")?, factor, orig),
+                Scaling::LongRope(
+                    list(&sc, "short_factor")?,
+                    list(&sc, "long_factor")?,
+                    factor,
+                    orig,
+                ),
                 mp.ok_or_else(|| bad("longrope needs max_position"))?,
             ),
             other => return Err(bad(format!("unknown scaling `{other}`"))),
@@ -779,8 +863,15 @@ pub fn run_vector<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreem
         .view()?
         .map_layout(|l| l.permute(&[1, 0, 2])?.unsqueeze(0))
         .map_err(Failure::setup)?;
-    b.rope(layout, &tab, af, RopePositions::Ids(pv), Some(xin.view()?), yv)
-        .map_err(Failure::Kernel)?;
+    b.rope(
+        layout,
+        &tab,
+        af,
+        RopePositions::Ids(pv),
+        Some(xin.view()?),
+        yv,
+    )
+    .map_err(Failure::Kernel)?;
     case.check("y", &widen(&out.finish(b, "y")?))
 }
 

@@ -420,7 +420,7 @@ impl<'a> RopeConfig<'a> {
                 // in float32. With seq_len <= max_position_embeddings the base is unchanged.
                 let s = fl(seq_len).max(mpe);
                 let grown = r(r(r(r(factor) * r(s)) / r(mpe)) - r(factor - 1.0));
-                let base = r(r(theta) * r(libm::pow(grown, r(dim / (dim - 2.0)))));
+                let base = r(theta * libm::pow(grown, dim / (dim - 2.0)));
                 default(base, out);
             }
             RopeScaling::Yarn(y) => {

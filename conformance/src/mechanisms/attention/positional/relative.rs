@@ -657,6 +657,12 @@ pub fn run_vector<B: Allocate, T: Element>(b: &B, case: &VCase) -> Result<Agreem
     )
     .map_err(Failure::Kernel)?;
     let fused = case.check("o", &widen(&out.finish(b, "o")?))?;
+    // The dense-kernel skew stores logits and probabilities in `T` between kernels: in f16 and
+    // bf16 that rounding is outside an f32-accumulation bound, so it is held to the vectors in
+    // f32 and f64 only (the `relative_attention` row checks its logits in every type).
+    if !matches!(T::DTYPE, seqcore::DType::F32 | seqcore::DType::F64) {
+        return Ok(fused);
+    }
     let mut out2 = crate::vectors::out::<B, T>(b, case, "o")?;
     let mut padded = b
         .alloc::<T>(padded_len(l).map_err(Failure::setup)?)

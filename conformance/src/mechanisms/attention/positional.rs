@@ -38,7 +38,9 @@ pub(crate) fn rows<B: Allocate, T: Element>(
     n: usize,
     rows: &mut Vec<Row>,
 ) {
-    if config.wants("rope") {
+    // A backend that does not run a fused kernel answers `Unsupported` (never a wrong result):
+    // its row is left out rather than failed.
+    if config.wants("rope") && supported(rope::probe::<B, T>(b)) {
         let mut row = Row::new::<B, T>(b, "rope");
         let cases = row
             .fixed(config, rope::edge_cases())
@@ -50,7 +52,7 @@ pub(crate) fn rows<B: Allocate, T: Element>(
         row.time(config, rope::bench::<B, T>(b, 1, 8, 1024, 128));
         rows.push(row);
     }
-    if config.wants("relative_attention") {
+    if config.wants("relative_attention") && supported(relative::probe::<B, T>(b)) {
         let mut row = Row::new::<B, T>(b, "relative_attention");
         let cases = row
             .fixed(config, relative::edge_cases())
@@ -62,6 +64,14 @@ pub(crate) fn rows<B: Allocate, T: Element>(
         row.time(config, relative::bench::<B, T>(b, 1, 4, 256, 64));
         rows.push(row);
     }
+}
+
+/// False when a probe call answered [`seqcore::Error::Unsupported`].
+fn supported(probe: Result<(), Failure>) -> bool {
+    !matches!(
+        probe,
+        Err(Failure::Kernel(seqcore::Error::Unsupported { .. }))
+    )
 }
 
 /// Runs a case whose mechanism is in [`VECTORS`]; `None` for any other.

@@ -526,6 +526,41 @@ pub fn edge_cases() -> Result<Vec<Case>, Failure> {
     ])
 }
 
+/// One small call, to learn whether `b` runs the kernel at all.
+///
+/// # Errors
+/// The kernel's error.
+pub fn probe<B: Allocate, T: Element>(b: &B) -> Result<(), Failure> {
+    let t = Tensor::contiguous(&[1, 1, 1, 1], vec![1.0])?;
+    let x = Input::<B, T>::new(b, &t)?;
+    let mut o = Output::<B, T>::new(
+        b,
+        &Layout::contiguous(&[1, 1, 1, 1]).map_err(Failure::setup)?,
+        None,
+    )?;
+    let mut ws = b.alloc::<T::Acc>(1).map_err(Failure::setup)?;
+    let p = RelativeParams {
+        scale: 1.0,
+        causal: true,
+        index: RelativeIndex::Clipped {
+            max_back: 0,
+            max_fwd: 0,
+        },
+    };
+    b.relative_attention(
+        &p,
+        x.view()?,
+        x.view()?,
+        x.view()?,
+        None,
+        None,
+        None,
+        o.view()?,
+        core::borrow::BorrowMut::borrow_mut(&mut ws),
+    )
+    .map_err(Failure::Kernel)
+}
+
 /// Timing: Music Transformer relative attention, causal, `[B, H, L, D]`.
 ///
 /// # Errors

@@ -13,6 +13,8 @@ pub mod kv_cache;
 pub mod merge;
 pub mod multi_head;
 pub mod pointer;
+pub mod relative;
+pub mod rope;
 pub mod set_encoder;
 
 pub use act::{Act, HaltingStep, Ponder};

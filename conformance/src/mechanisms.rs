@@ -6,10 +6,10 @@
 
 use seqcore::{Allocate, Element};
 
+use crate::Failure;
 use crate::compare::Agreement;
 use crate::suite::{Config, Row};
 use crate::vectors::Case;
-use crate::Failure;
 
 pub mod attention;
 pub mod decode;

@@ -293,7 +293,11 @@ impl Case {
     }
 }
 
-pub(crate) fn out<B: Allocate, T: Element>(b: &B, case: &Case, name: &str) -> Result<Output<B, T>, Failure> {
+pub(crate) fn out<B: Allocate, T: Element>(
+    b: &B,
+    case: &Case,
+    name: &str,
+) -> Result<Output<B, T>, Failure> {
     let shape = &case.expected(name)?.shape;
     Output::new(
         b,

@@ -375,8 +375,16 @@ fn unknown_dtype_fails() {
 
 #[test]
 fn unknown_mechanism_fails() {
-    let v = with(good_softmax(), "mechanism", Some(json!("rope")));
-    fails_setup("mech-rope", &v.to_string(), "unknown mechanism `rope`");
+    let v = with(
+        good_softmax(),
+        "mechanism",
+        Some(json!("no_such_mechanism")),
+    );
+    fails_setup(
+        "mech-unknown",
+        &v.to_string(),
+        "unknown mechanism `no_such_mechanism`",
+    );
     let v = with(good_softmax(), "mechanism", Some(json!("Softmax")));
     fails_setup("mech-case", &v.to_string(), "unknown mechanism");
     let v = with(good_softmax(), "mechanism", None);

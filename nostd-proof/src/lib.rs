@@ -11,6 +11,7 @@ pub mod attention;
 pub mod decode;
 pub mod distill;
 mod memory;
+pub mod rope;
 mod set_encoders;
 
 pub use memory::memory_on_static_buffers;

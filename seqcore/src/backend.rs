@@ -277,6 +277,89 @@ pub trait Backend {
         )
     }
 
+    /// Rotary position embedding (RoPE; Su et al. 2021, RoFormer eq. (34)) of `x [B, H, L, D]`
+    /// into `y` (same shape), or of `y` in place when `x` is `None`: the feature pairs of
+    /// `layout` are rotated by `position * inv_freq[i]` and scaled by `attention_factor`
+    /// (Hugging Face's `attention_scaling`, 1 for plain RoPE); features from
+    /// `2 * inv_freq.len()` (the rotary dimension) on pass through. Angles are formed in f64 from
+    /// the integer position, never in f32 or f16 (see [`crate::portable::rope`] for the error).
+    /// The frequency table comes from a RoPE configuration (seq-attention's `RopeConfig`
+    /// implements Hugging Face's scalings).
+    ///
+    /// # Errors
+    /// [`crate::Error::Rank`] / [`crate::Error::Shape`] naming `y`, `x` or `positions`;
+    /// [`crate::Error::Param`] naming `inv_freq` (more than `D/2` entries, or not finite) or
+    /// `attention_factor` (not finite); [`crate::Error::Overflow`] naming `positions` when
+    /// `start + L` overflows; [`crate::Error::Unsupported`] on a backend whose memory is not on
+    /// the host and that does not override this kernel.
+    fn rope<T: Element>(
+        &self,
+        layout: crate::portable::rope::RopeLayout,
+        inv_freq: &[f64],
+        attention_factor: f64,
+        positions: crate::portable::rope::RopePositions<'_, Self>,
+        x: Option<View<'_, Self, T>>,
+        y: ViewMut<'_, Self, T>,
+    ) -> Result<()> {
+        use crate::portable::{host_view, host_view_mut, rope::RopePositions};
+        let positions = match positions {
+            RopePositions::Offset(start) => RopePositions::Offset(start),
+            RopePositions::Ids(p) => RopePositions::Ids(host_view(self, "rope", p)?),
+        };
+        let x = x.map(|v| host_view(self, "rope", v)).transpose()?;
+        let y = host_view_mut(self, "rope", y)?;
+        crate::portable::rope::rope(layout, inv_freq, attention_factor, positions, x, y)
+    }
+
+    /// Attention with relative-position terms (Shaw et al. 2018 eq. (3)-(5); Music Transformer's
+    /// relative logits; T5's bucketed bias), fused with an online softmax:
+    /// `e_ij = scale (q_i . (k_j + rel_k[h, r])) + rel_bias[h, r]`,
+    /// `o_i = sum_j softmax_j(e_ij) (v_j + rel_v[h, r])`, with `r = params.index.row(j - i)`
+    /// and queries aligned to the end of the keys (see [`crate::portable::relative`]).
+    ///
+    /// `q [B, H, Lq, D]`, `k [B, H, Lk, D]`, `v [B, H, Lk, Dv]`, `rel_k [H, R, D]`,
+    /// `rel_v [H, R, Dv]`, `rel_bias [H, R]` (`R = params.index.rows()`; share a table across
+    /// heads with a zero stride, [`View::expand`]), `o [B, H, Lq, Dv]`. `workspace` holds at
+    /// least [`crate::portable::relative::workspace_len`]`(Dv)` accumulators; the score matrix is
+    /// never formed. A query that sees no key gives zeros.
+    ///
+    /// # Errors
+    /// [`crate::Error::Rank`] / [`crate::Error::Shape`] naming the argument at fault;
+    /// [`crate::Error::Param`] naming `scale`, `num_buckets` or `max_distance`;
+    /// [`crate::Error::Capacity`] naming `workspace`; [`crate::Error::Unsupported`] as for
+    /// [`Backend::rope`].
+    #[allow(clippy::too_many_arguments)]
+    fn relative_attention<T: Element>(
+        &self,
+        params: &crate::portable::relative::RelativeParams,
+        q: View<'_, Self, T>,
+        k: View<'_, Self, T>,
+        v: View<'_, Self, T>,
+        rel_k: Option<View<'_, Self, T>>,
+        rel_v: Option<View<'_, Self, T>>,
+        rel_bias: Option<View<'_, Self, T>>,
+        o: ViewMut<'_, Self, T>,
+        workspace: &mut Self::Mem<T::Acc>,
+    ) -> Result<()> {
+        use crate::portable::{host_view, host_view_mut};
+        const OP: &str = "relative_attention";
+        let ws = Self::host_mut(workspace).ok_or(crate::Error::Unsupported {
+            op: OP,
+            backend: self.name(),
+        })?;
+        crate::portable::relative::relative_attention(
+            params,
+            host_view(self, OP, q)?,
+            host_view(self, OP, k)?,
+            host_view(self, OP, v)?,
+            rel_k.map(|v| host_view(self, OP, v)).transpose()?,
+            rel_v.map(|v| host_view(self, OP, v)).transpose()?,
+            rel_bias.map(|v| host_view(self, OP, v)).transpose()?,
+            host_view_mut(self, OP, o)?,
+            ws,
+        )
+    }
+
     // ---- fused kernels: state-space models (seq-ssm) ----
 
     // ---- fused kernels: associative memories (seq-memory) ----

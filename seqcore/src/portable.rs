@@ -49,3 +49,5 @@ pub fn host_view_mut<'a, B: Backend + ?Sized, T: Scalar>(
 pub mod attention;
 pub mod kd_loss;
 pub mod linear_memory;
+pub mod relative;
+pub mod rope;

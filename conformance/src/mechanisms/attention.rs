@@ -3,10 +3,12 @@
 //! Rows: `sdpa` (the fused kernel against a naive f64 composition, every mask, GQA/MQA, strided
 //! and token-major layouts, edge cases), `kv_cache` (decode through every cache == the whole
 //! sequence), `attention_merge` (split KV into chunks, merge == whole). Vectors: `sdpa`.
-//! Then the rows of [`structure`] (pointer attention, set encoders, ACT).
+//! Then the rows of [`positional`] (RoPE, relative attention) and [`structure`] (pointer
+//! attention, set encoders, ACT).
 
 pub mod kv_cache;
 pub mod merge;
+pub mod positional;
 pub mod sdpa;
 pub mod structure;
 
@@ -24,13 +26,21 @@ pub const KERNELS: &[&str] = &[
     "sdpa",
     "kv_cache",
     "attention_merge",
+    "rope",
+    "relative_attention",
     "pointer_attention",
     "set_encoder",
     "act",
 ];
 
 /// Vector-format mechanisms run here.
-pub const VECTORS: &[&str] = &["sdpa"];
+pub const VECTORS: &[&str] = &[
+    "sdpa",
+    "rope",
+    "relative_attention",
+    "shaw_attention",
+    "t5_relative_bucket",
+];
 
 /// True when `b` answers [`Error::Unsupported`] for the fused attention kernel or the merge (a
 /// backend whose memory is not on the host and that does not override them): its rows then hold
@@ -89,6 +99,7 @@ pub(crate) fn rows<B: Allocate, T: Element>(
     rows: &mut Vec<Row>,
 ) {
     fused_rows::<B, T>(b, config, seed, n, rows);
+    positional::rows::<B, T>(b, config, seed, n, rows);
     structure::rows::<B, T>(b, config, seed, n, rows);
 }
 
@@ -144,6 +155,7 @@ pub(crate) fn run_vector<B: Allocate, T: Element>(
 ) -> Option<Result<Agreement, Failure>> {
     match case.mechanism.as_str() {
         "sdpa" => Some(sdpa::run_vector::<B, T>(b, case)),
-        _ => structure::run_vector::<B, T>(b, case),
+        _ => positional::run_vector::<B, T>(b, case)
+            .or_else(|| structure::run_vector::<B, T>(b, case)),
     }
 }

@@ -216,8 +216,8 @@ pub trait Backend {
     /// Convolution mode of a state-space model (S4 eq. 4-5): the causal convolution of each
     /// channel with its kernel plus the skip term,
     /// `y[t, h] = sum_{s <= t} k[h, t - s] u[s, h] + d[h] u[t, h]`, by FFT of a power-of-two
-    /// length `>= 2L - 1` (zero-padded, truncated to `L`). `k [H, L]`, `u [L, H]`, `d [H]`,
-    /// `y [L, H]`; `workspace` is a contiguous rank-1 view of at least
+    /// length `>= 2L - 1` (zero-padded, truncated to `L`). `k [H, L]`, `u [L, H]`, `y [L, H]`;
+    /// the skip `d [H]` in the accumulation type (as the other SSM parameters); `workspace` is a contiguous rank-1 view of at least
     /// [`Backend::ssm_conv_workspace_len`] elements.
     ///
     /// # Errors
@@ -228,7 +228,7 @@ pub trait Backend {
         &self,
         k: View<'_, Self, T>,
         u: View<'_, Self, T>,
-        d: Option<View<'_, Self, T>>,
+        d: Option<View<'_, Self, T::Acc>>,
         y: ViewMut<'_, Self, T>,
         workspace: ViewMut<'_, Self, T::Acc>,
     ) -> Result<()> {

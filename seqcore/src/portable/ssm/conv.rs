@@ -1,7 +1,7 @@
 //! The convolution mode of a state-space model (S4 eq. 4-5): a causal convolution of each channel
 //! with its kernel plus the skip term,
 //!
-//! `y[t, h] = sum_{s <= t} k[h, t - s] u[s, h] + D[h] u[t, h]`,
+//! `y[t, h] = sum_{s <= t} k[h, t - s] u[s, h] + D[h] u[t, h]` (`D` in the accumulation type),
 //!
 //! computed by FFT (`n = 2^m >= 2L - 1`, zero padding, truncation to `L`) or directly (O(L^2), the
 //! check). The FFT path packs two real signals into one complex transform (`z = k + i u`, split by
@@ -67,9 +67,9 @@ pub fn check_conv(
     Ok((h, l))
 }
 
-fn skip<T: Element>(d: Option<&View<'_, Reference, T>>, hh: usize) -> Result<T::Acc> {
+fn skip<T: Element>(d: Option<&View<'_, Reference, T::Acc>>, hh: usize) -> Result<T::Acc> {
     match d {
-        Some(d) => Ok(at(d.mem(), addr(d.layout(), [hh]))?.to_acc()),
+        Some(d) => Ok(at(d.mem(), addr(d.layout(), [hh]))?),
         None => Ok(T::Acc::zero()),
     }
 }
@@ -82,7 +82,7 @@ fn skip<T: Element>(d: Option<&View<'_, Reference, T>>, hh: usize) -> Result<T::
 pub fn conv_direct<T: Element>(
     k: View<'_, Reference, T>,
     u: View<'_, Reference, T>,
-    d: Option<View<'_, Reference, T>>,
+    d: Option<View<'_, Reference, T::Acc>>,
     mut y: ViewMut<'_, Reference, T>,
 ) -> Result<()> {
     let (h, l) = check_conv(
@@ -94,7 +94,7 @@ pub fn conv_direct<T: Element>(
     let (kl, ul, yl) = (*k.layout(), *u.layout(), *y.layout());
     let ym = y.mem_mut();
     for hh in 0..h {
-        let dh = skip(d.as_ref(), hh)?;
+        let dh = skip::<T>(d.as_ref(), hh)?;
         for t in 0..l {
             let mut acc = T::Acc::zero();
             for s in 0..=t {
@@ -117,7 +117,7 @@ pub fn conv_direct<T: Element>(
 pub fn conv_fft<T: Element>(
     k: View<'_, Reference, T>,
     u: View<'_, Reference, T>,
-    d: Option<View<'_, Reference, T>>,
+    d: Option<View<'_, Reference, T::Acc>>,
     mut y: ViewMut<'_, Reference, T>,
     mut workspace: ViewMut<'_, Reference, T::Acc>,
 ) -> Result<()> {
@@ -205,7 +205,7 @@ pub fn conv_fft<T: Element>(
             if hh >= h {
                 continue;
             }
-            let dh = skip(d.as_ref(), hh)?;
+            let dh = skip::<T>(d.as_ref(), hh)?;
             for t in 0..l {
                 let v = at(za, 2 * t + j)? * inv_n;
                 let ut = at(u.mem(), addr(&ul, [t, hh]))?.to_acc();

@@ -258,6 +258,17 @@ impl<'m, B: Backend + ?Sized, R: Real> S4d<'m, B, R> {
         Ok(S4d { h, n, mem })
     }
 
+    /// A model over a buffer already holding discretised values in [`S4d`]'s layout (written by
+    /// [`S4d::new`] earlier, or by the caller: `Abar`, `Bbar`, `C`, `ln Abar`, `C Bbar`, `C Abar`,
+    /// each `[H, N, 2]`, then `D [H]`).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming `mem` when its length is not [`S4d::mem_len`].
+    pub fn from_discretized(h: usize, n: usize, mem: &'m B::Mem<R>) -> Result<Self> {
+        len_check("mem", B::mem_len(mem), Self::mem_len(h, n)?)?;
+        Ok(S4d { h, n, mem })
+    }
+
     /// Channels `H`.
     pub fn channels(&self) -> usize {
         self.h

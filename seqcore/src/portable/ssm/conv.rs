@@ -6,7 +6,9 @@
 //! computed by FFT (`n = 2^m >= 2L - 1`, zero padding, truncation to `L`) or directly (O(L^2), the
 //! check). The FFT path packs two real signals into one complex transform (`z = k + i u`, split by
 //! conjugate symmetry) and two channels' products into one inverse, so a channel costs one and a
-//! half complex FFTs of length `n`: the real-FFT economy without a separate real transform.
+//! half complex FFTs of length `n`: the real-FFT economy without a separate real transform. Exact
+//! power-of-two scalings match the norms of the two signals sharing a transform, so the error of
+//! each stays relative to its own norm.
 
 use super::fft::{fft_pow2, twiddles};
 use super::{addr, at, put};
@@ -108,6 +110,17 @@ pub fn conv_direct<T: Element>(
     Ok(())
 }
 
+/// The power of two nearest `sqrt(num/den)` (exponent clamped to +-60, so it is exact in f32), or
+/// 1 when either is 0 or not finite.
+fn pow2_ratio(num: f64, den: f64) -> f64 {
+    if !(num > 0.0 && den > 0.0 && num.is_finite() && den.is_finite()) {
+        return 1.0;
+    }
+    let (_, en) = libm::frexp(num);
+    let (_, ed) = libm::frexp(den);
+    libm::ldexp(1.0, ((en - ed) / 2).clamp(-60, 60))
+}
+
 /// Causal convolution by FFT (see the module docs), using `workspace` (contiguous, at least
 /// [`workspace_len`] elements of the accumulation type).
 ///
@@ -160,25 +173,39 @@ pub fn conv_fft<T: Element>(
     let (za, zb) = rest.split_at_mut(2 * n);
     twiddles(n, tw)?;
     let (kl, ul, yl) = (*k.layout(), *u.layout(), *y.layout());
-    #[allow(clippy::cast_precision_loss)] // n < 2^53
-    let inv_n = T::Acc::lit(1.0 / n as f64);
     let half = T::Acc::lit(0.5);
     let mut h0 = 0;
     while h0 < h {
         let pair = [h0, h0 + 1];
-        // Forward: z = k + i u per channel, transformed, turned into Y = K U in place.
-        for (&hh, z) in pair.iter().zip([&mut *za, &mut *zb]) {
+        // Per channel, the power of two its output was scaled by (undone at the end).
+        let mut scale = [1.0f64; 2];
+        // Forward: z = alpha k + i u per channel, transformed, turned into Y = K U in place, then
+        // scaled to unit norm. The powers of two alpha (matching ||alpha k|| to ||u||) and the
+        // output scale keep one signal's rounding errors from swamping a much smaller partner
+        // in the shared transform; they are exact.
+        for ((&hh, z), sc) in pair.iter().zip([&mut *za, &mut *zb]).zip(scale.iter_mut()) {
             z.fill(T::Acc::zero());
             if hh >= h {
                 continue;
             }
+            let (mut kn, mut un) = (0.0f64, 0.0f64);
             for (t, c) in z.chunks_exact_mut(2).take(l).enumerate() {
                 if let [re, im] = c {
                     *re = at(k.mem(), addr(&kl, [hh, t]))?.to_acc();
                     *im = at(u.mem(), addr(&ul, [t, hh]))?.to_acc();
+                    kn += re.to_f64() * re.to_f64();
+                    un += im.to_f64() * im.to_f64();
+                }
+            }
+            let alpha = pow2_ratio(un, kn);
+            if alpha != 1.0 {
+                let a = T::Acc::lit(alpha);
+                for re in z.iter_mut().step_by(2) {
+                    *re = *re * a;
                 }
             }
             fft_pow2(z, tw, false)?;
+            let mut yn = 0.0f64;
             for f in 0..=n / 2 {
                 let g = (n - f) % n;
                 let (a, b) = (at(z, 2 * f)?, at(z, 2 * f + 1)?);
@@ -190,7 +217,16 @@ pub fn conv_fft<T: Element>(
                 put(z, 2 * f + 1, yi)?;
                 put(z, 2 * g, yr)?;
                 put(z, 2 * g + 1, -yi)?;
+                yn += yr.to_f64() * yr.to_f64() + yi.to_f64() * yi.to_f64();
             }
+            let gamma = pow2_ratio(1.0, yn);
+            if gamma != 1.0 {
+                let gm = T::Acc::lit(gamma);
+                for v in z.iter_mut() {
+                    *v = *v * gm;
+                }
+            }
+            *sc = alpha * gamma;
         }
         // Inverse of Y1 + i Y2: the real part is channel h0, the imaginary part channel h0 + 1.
         for (a, b) in za.chunks_exact_mut(2).zip(zb.chunks_exact(2)) {
@@ -206,8 +242,11 @@ pub fn conv_fft<T: Element>(
                 continue;
             }
             let dh = skip::<T>(d.as_ref(), hh)?;
+            // 1/(n alpha gamma): a power of two.
+            #[allow(clippy::cast_precision_loss)] // n < 2^53
+            let unscale = T::Acc::lit(1.0 / (n as f64 * scale.get(j).copied().unwrap_or(1.0)));
             for t in 0..l {
-                let v = at(za, 2 * t + j)? * inv_n;
+                let v = at(za, 2 * t + j)? * unscale;
                 let ut = at(u.mem(), addr(&ul, [t, hh]))?.to_acc();
                 put(y.mem_mut(), addr(&yl, [t, hh]), T::from_acc(v + dh * ut))?;
             }

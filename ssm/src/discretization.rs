@@ -62,7 +62,7 @@ pub struct DiscreteMode {
 /// [`Error::Param`] naming `log_dt` when it is not finite or `dt` underflows to 0 or overflows.
 pub fn dt_from_log(log_dt: f64) -> Result<f64> {
     let dt = libm::exp(log_dt);
-    if !log_dt.is_finite() || !(dt > 0.0 && dt.is_finite()) {
+    if !(log_dt.is_finite() && dt > 0.0 && dt.is_finite()) {
         return Err(Error::Param {
             arg: "log_dt",
             reason: "must be finite, with exp(log_dt) a positive finite step",

@@ -9,7 +9,8 @@
     clippy::panic,
     clippy::cast_precision_loss,
     clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
+    clippy::cast_sign_loss,
+    clippy::type_complexity
 )]
 
 use proptest::prelude::*;
@@ -26,7 +27,7 @@ fn naive_dft(x: &[f64], inverse: bool) -> Vec<f64> {
     for k in 0..n {
         let (mut re, mut im) = (0.0, 0.0);
         for j in 0..n {
-            let ang = s * 2.0 * std::f64::consts::PI * ((j * k) % n) as f64 / n as f64;
+            let ang = s * 2.0 * core::f64::consts::PI * ((j * k) % n) as f64 / n as f64;
             let (sn, c) = ang.sin_cos();
             re += x[2 * j] * c - x[2 * j + 1] * sn;
             im += x[2 * j] * sn + x[2 * j + 1] * c;
@@ -72,7 +73,7 @@ fn model(seed: u64, h: usize, n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f6
     for _ in 0..h {
         for k in 0..n {
             a.push(-0.5 + 0.4 * it.next().unwrap());
-            a.push(std::f64::consts::PI * k as f64 + it.next().unwrap());
+            a.push(core::f64::consts::PI * k as f64 + it.next().unwrap());
             b.extend([it.next().unwrap(), it.next().unwrap()]);
             c.extend([it.next().unwrap(), it.next().unwrap()]);
         }
@@ -292,7 +293,7 @@ proptest! {
     fn cauchy_kernel_equals_dense_powers(l in 1usize..130, n in 1usize..7, seed in any::<u64>(), log_dt in -6.9f64..-1.0) {
         let r = vals(seed, 8 * n);
         let cx = |i: usize| Complex::new(r[2 * i], r[2 * i + 1]);
-        let lambda: Vec<Complex> = (0..n).map(|i| Complex::new(-0.5 - 0.4 * r[2 * i].abs(), std::f64::consts::PI * i as f64 + r[2 * i + 1])).collect();
+        let lambda: Vec<Complex> = (0..n).map(|i| Complex::new(-0.5 - 0.4 * r[2 * i].abs(), core::f64::consts::PI * i as f64 + r[2 * i + 1])).collect();
         let p: Vec<Complex> = (0..n).map(|i| cx(n + i).scale(0.7)).collect();
         let bv: Vec<Complex> = (0..n).map(|i| cx(2 * n + i)).collect();
         let cv: Vec<Complex> = (0..n).map(|i| cx(3 * n + i)).collect();

@@ -156,7 +156,10 @@ fn s4_kernel<T: Element>(case: &Case) -> Result<Agreement, Failure> {
             return Err(bad(format!("`{name}` is not [H, N, 2]")));
         }
         Ok(v.chunks_exact(2)
-            .map(|z| Complex::new(z[0], z[1]))
+            .map(|z| match *z {
+                [re, im] => Complex::new(re, im),
+                _ => Complex::ZERO,
+            })
             .collect())
     };
     let (lambda, p, bb, c) = (cx("lambda")?, cx("p")?, cx("b")?, cx("c")?);
@@ -166,7 +169,7 @@ fn s4_kernel<T: Element>(case: &Case) -> Result<Agreement, Failure> {
     }
     let mut k = vec![0.0f64; h * l];
     for (hh, kh) in k.chunks_mut(l.max(1)).enumerate().take(h) {
-        let sl = |v: &[Complex]| v[hh * n..(hh + 1) * n].to_vec();
+        let sl = |v: &[Complex]| v.get(hh * n..(hh + 1) * n).unwrap_or(&[]).to_vec();
         let (lam, pp, b1, c1) = (sl(&lambda), sl(&p), sl(&bb), sl(&c));
         let m = Dplr {
             lambda: &lam,
@@ -174,7 +177,8 @@ fn s4_kernel<T: Element>(case: &Case) -> Result<Agreement, Failure> {
             b: &b1,
             c: &c1,
         };
-        let dt = seq_ssm::discretization::dt_from_log(log_dt[hh]).map_err(Failure::Kernel)?;
+        let ldt = log_dt.get(hh).copied().unwrap_or(f64::NAN);
+        let dt = seq_ssm::discretization::dt_from_log(ldt).map_err(Failure::Kernel)?;
         match method {
             Discretization::Bilinear => {
                 let (nc, nf) = s4::cauchy_workspace_len(n, l).map_err(Failure::setup)?;

@@ -12,6 +12,10 @@
 //! the backend and the reference then run on; inputs are rounded to the element type. Bounds are
 //! rounding-error bounds of the computation (see each `bound_*`), twice the first-order estimate.
 
+// Every index below is bounded by the case's own extents, which `validate` checks against the
+// lengths of its vectors before anything is indexed.
+#![allow(clippy::indexing_slicing)]
+
 use proptest::prelude::*;
 use seq_ssm::{Complex, Discretization, Stability, discretize};
 use seqcore::portable::ssm::conv::{conv_direct, fft_len};
@@ -74,7 +78,27 @@ struct Disc {
     mags: Vec<(f64, f64, f64, f64, f64)>,
 }
 
+/// Checks that the case's vectors have the lengths its extents say.
+fn validate(case: &Case) -> Result<(), Failure> {
+    let hn = case.h * case.n;
+    let ok = case.log_dt.len() == case.h
+        && case.a.len() == hn
+        && case.b.len() == hn
+        && case.c.len() == hn
+        && case.d.len() == case.h
+        && case.u.len() == case.h * case.l;
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::Setup(format!(
+            "case vectors do not match H = {}, N = {}, L = {}",
+            case.h, case.n, case.l
+        )))
+    }
+}
+
 fn disc<T: Element>(case: &Case) -> Result<Disc, Failure> {
+    validate(case)?;
     let r = |x: f64| round::<T::Acc>(x);
     let method = if case.zoh {
         Discretization::Zoh
@@ -312,6 +336,7 @@ fn backend_conv<B: Allocate, T: Element>(
 /// # Errors
 /// The first [`Failure`].
 pub fn check_conv<B: Allocate, T: Element>(b: &B, case: &Case) -> Result<Agreement, Failure> {
+    validate(case)?;
     let (h, l) = (case.h, case.l);
     let k = conv_kernel::<T>(case);
     let u: Vec<f64> = case.u.iter().map(|&x| round::<T>(x)).collect();

@@ -201,7 +201,7 @@ pub fn conv_fft<T: Element>(
             if alpha != 1.0 {
                 let a = T::Acc::lit(alpha);
                 for re in z.iter_mut().step_by(2) {
-                    *re = *re * a;
+                    *re *= a;
                 }
             }
             fft_pow2(z, tw, false)?;
@@ -223,7 +223,7 @@ pub fn conv_fft<T: Element>(
             if gamma != 1.0 {
                 let gm = T::Acc::lit(gamma);
                 for v in z.iter_mut() {
-                    *v = *v * gm;
+                    *v *= gm;
                 }
             }
             *sc = alpha * gamma;

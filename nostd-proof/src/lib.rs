@@ -7,6 +7,9 @@
 //! exist at all. Nothing here allocates: there is no global allocator to use.
 #![no_std]
 
+mod ssm;
+pub use ssm::ssm_on_static_buffers;
+
 use seqcore::{Backend, Reduce, Reference, Result, SoftmaxKind, Unary, bf16, f16};
 
 static LOGITS: [f32; 6] = [

@@ -37,6 +37,34 @@ pub fn init_a(init: S4dInit, out: &mut [Complex]) {
     }
 }
 
+/// S4D-LegS: the diagonal of HiPPO-LegS's normal-plus-low-rank form (S4D section 4,
+/// [`crate::hippo::nplr_legs`] with `N = 2 * out.len()` real states), `-1/2 + i omega`.
+/// `ws_f` and `ws_c` are scratch of [`crate::hippo::nplr_workspace_len`]`(N)` f64 values and
+/// `N + N^2/2` complex values.
+///
+/// # Errors
+/// [`Error::Param`] naming `n` for an empty `out`; [`Error::Shape`] naming `ws_f` / `ws_c` when
+/// too short.
+pub fn init_a_legs(out: &mut [Complex], ws_f: &mut [f64], ws_c: &mut [Complex]) -> Result<()> {
+    let half = out.len();
+    let n = half.checked_mul(2).ok_or(Error::Overflow { arg: "n" })?;
+    let need = n
+        .checked_mul(half)
+        .and_then(|x| x.checked_add(n))
+        .ok_or(Error::Overflow { arg: "n" })?;
+    let got = ws_c.len();
+    let ws_c = ws_c.get_mut(..need).ok_or(Error::Shape {
+        arg: "ws_c",
+        axis: 0,
+        got,
+        expected: need,
+        shape: seqcore::Dims::new(&[got]),
+    })?;
+    let (p, rest) = ws_c.split_at_mut(half);
+    let (b, v) = rest.split_at_mut(half);
+    crate::hippo::nplr_legs(n, out, p, b, v, ws_f)
+}
+
 /// `log_dt` drawn log-uniformly from `[dt_min, dt_max]` (the S4/S4D default is `[1e-3, 1e-1]`)
 /// from a uniform sample `u01` in `[0, 1]`.
 ///

@@ -11,6 +11,7 @@ extern crate std;
 pub mod complex;
 pub mod discretization;
 pub mod hippo;
+pub mod layer;
 pub mod s4;
 pub mod s4d;
 

@@ -60,6 +60,13 @@ impl Backend for Faulty {
     fn read<T: Scalar>(&self, src: &[T], dst: &mut [T]) -> Result<()> {
         Reference.read(src, dst)
     }
+    // Host memory: the fused kernels' portable bodies run on it (as on the reference).
+    fn host<T: Scalar>(mem: &[T]) -> Option<&[T]> {
+        Some(mem)
+    }
+    fn host_mut<T: Scalar>(mem: &mut [T]) -> Option<&mut [T]> {
+        Some(mem)
+    }
 
     fn gemm<T: Element>(
         &self,

@@ -710,7 +710,7 @@ pub(crate) fn rows<B: Allocate, T: Element>(
         let random = sample(&cases(), n, seed ^ (0x55_0000 + i as u64));
         for c in edge.into_iter().chain(random) {
             // The chunked row runs five chunkings: keep its long cases few.
-            if name == "ssm_chunked" && c.l > 1100 {
+            if name == "ssm_chunked" && c.l > 300 {
                 continue;
             }
             row.add(&c, check(b, &c));
@@ -732,20 +732,157 @@ pub(crate) fn rows<B: Allocate, T: Element>(
         ("ssm_conv_direct_l512", 512, true),
         ("ssm_conv_fft_l512", 512, false),
     ] {
-        if config.wants(name) && config.timing.is_some() {
-            let mut row = Row::new::<B, T>(b, name);
-            row.time(config, bench_conv::<B, T>(b, 256, l, direct));
-            rows.push(row);
+        if !config.wants(name) {
+            continue;
         }
+        let mut row = Row::new::<B, T>(b, name);
+        // The random cases at this length: the FFT path on the backend against the direct sum
+        // at f64, or the direct path (host, portable) in `T` against the same.
+        let cases = sample(&cases(), n.div_ceil(4), seed ^ (0x56_0000 + l as u64));
+        for c in cases {
+            let c = with_length(c, l);
+            let r = if direct {
+                check_direct::<T>(&c)
+            } else {
+                check_conv::<B, T>(b, &c)
+            };
+            row.add(&c, r);
+        }
+        row.time(config, bench_conv::<B, T>(b, 256, l, direct));
+        rows.push(row);
     }
-    if config.wants("s4_cauchy_kernel")
-        && config.timing.is_some()
-        && T::DTYPE == seqcore::DType::F64
-    {
+    if config.wants("s4_cauchy_kernel") {
         let mut row = Row::new::<B, T>(b, "s4_cauchy_kernel");
+        for c in sample(&cases(), n.div_ceil(2), seed ^ 0x57_0000) {
+            let len = c.l.min(257);
+            let c = with_length(c, len);
+            row.add(&c, check_cauchy::<T>(&c));
+        }
         row.time(config, bench_cauchy(64, 4096));
         rows.push(row);
     }
+}
+
+/// The case with `l` tokens (its input cycled or cut).
+fn with_length(mut c: Case, l: usize) -> Case {
+    let h = c.h;
+    let src = if c.u.is_empty() {
+        vec![0.5]
+    } else {
+        c.u.clone()
+    };
+    c.u = (0..l * h).map(|i| src[i % src.len()]).collect();
+    c.l = l;
+    c
+}
+
+/// `ssm_conv_direct_*`: the portable direct convolution (host) in `T` against itself at f64.
+/// Bound: a sum of `t + 1` products, `(t + 3) u_acc sum_s |k_{t-s} u_s|` plus the skip and `2u |y|`,
+/// twice.
+///
+/// # Errors
+/// The first [`Failure`].
+pub fn check_direct<T: Element>(case: &Case) -> Result<Agreement, Failure> {
+    validate(case)?;
+    let (h, l) = (case.h, case.l);
+    let k = conv_kernel::<T>(case);
+    let u: Vec<f64> = case.u.iter().map(|&x| round::<T>(x)).collect();
+    let d: Vec<f64> = case.d.iter().map(|&x| round::<T>(x)).collect();
+    let r = Reference;
+    let kt: Vec<T> = k.iter().map(|&x| T::from_f64(x)).collect();
+    let ut: Vec<T> = u.iter().map(|&x| T::from_f64(x)).collect();
+    let dt: Vec<T::Acc> = d.iter().map(|&x| T::Acc::from_f64(x)).collect();
+    let mut yt = vec![T::from_f64(f64::NAN); l * h];
+    conv_direct::<T>(
+        r.view(&kt, &[h, l]).map_err(Failure::setup)?,
+        r.view(&ut, &[l, h]).map_err(Failure::setup)?,
+        Some(r.view(&dt, &[h]).map_err(Failure::setup)?),
+        r.view_mut(&mut yt, &[l, h]).map_err(Failure::setup)?,
+    )
+    .map_err(Failure::Kernel)?;
+    let mut want = vec![0.0; l * h];
+    conv_direct::<f64>(
+        r.view(&k, &[h, l]).map_err(Failure::setup)?,
+        r.view(&u, &[l, h]).map_err(Failure::setup)?,
+        Some(r.view(&d, &[h]).map_err(Failure::setup)?),
+        r.view_mut(&mut want, &[l, h]).map_err(Failure::setup)?,
+    )
+    .map_err(Failure::setup)?;
+    let got = widen(&yt);
+    let hh = h.max(1);
+    let ua = tolerance::ua::<T>();
+    let a = compare("y", &got, &want, |i| {
+        let (c, t) = (i % hh, i / hh);
+        let s: f64 = (0..=t)
+            .map(|j| (k[c * l + t - j] * u[j * h + c]).abs())
+            .sum();
+        Bound {
+            atol: tolerance::floor::<T>()
+                + 2.0 * ((t as f64 + 3.0) * ua * s + 4.0 * ua * (d[c] * u[t * h + c]).abs()),
+            rtol: 2.0 * tolerance::u::<T>(),
+        }
+    })?;
+    gate::<T>(a, &want)
+}
+
+/// `s4_cauchy_kernel`: the S4 DPLR kernel by Cauchy + Woodbury equals the dense powers-of-`Abar`
+/// kernel (bilinear), on each channel of the case with `A = diag(a) - p p^*`, `p` from the case's
+/// `b` scaled by 1/2. Host f64 on both sides (inputs rounded to the accumulation type); bound
+/// `1e3 (N + L) u_64 sum 2|c||b|`, as the golden vectors'.
+///
+/// # Errors
+/// The first [`Failure`].
+pub fn check_cauchy<T: Element>(case: &Case) -> Result<Agreement, Failure> {
+    use seq_ssm::s4::{self, Dplr};
+    validate(case)?;
+    let (h, n, l) = (case.h, case.n, case.l);
+    let r = |x: f64| round::<T::Acc>(x);
+    let mut got = Vec::with_capacity(h * l);
+    let mut want = Vec::with_capacity(h * l);
+    let mut scale = 0.0f64;
+    for hh in 0..h {
+        let pick = |v: &[(f64, f64)], f: f64| -> Vec<Complex> {
+            (0..n)
+                .map(|i| {
+                    let z = v[hh * n + i];
+                    Complex::new(r(z.0 * f), r(z.1 * f))
+                })
+                .collect()
+        };
+        let (lambda, p, bv, cv) = (
+            pick(&case.a, 1.0),
+            pick(&case.c, 0.5),
+            pick(&case.b, 1.0),
+            pick(&case.c, 1.0),
+        );
+        scale = scale.max(
+            2.0 * cv
+                .iter()
+                .zip(&bv)
+                .map(|(c, b)| c.abs() * b.abs())
+                .sum::<f64>(),
+        );
+        let m = Dplr {
+            lambda: &lambda,
+            p: &p,
+            b: &bv,
+            c: &cv,
+        };
+        let dt = r(case.log_dt[hh]).exp();
+        let (nc, nf) = s4::cauchy_workspace_len(n, l).map_err(Failure::setup)?;
+        let mut wc = vec![Complex::ZERO; nc];
+        let mut wf = vec![0.0; nf];
+        let mut fast = vec![0.0; l];
+        s4::kernel_cauchy(dt, &m, &mut fast, &mut wc, &mut wf).map_err(Failure::Kernel)?;
+        let mut ws = vec![Complex::ZERO; s4::dense_workspace_len(n).map_err(Failure::setup)?];
+        let mut slow = vec![0.0; l];
+        s4::kernel_dense(Discretization::Bilinear, dt, &m, &mut slow, &mut ws)
+            .map_err(Failure::setup)?;
+        got.extend(fast);
+        want.extend(slow);
+    }
+    let atol = 1e3 * (n + l) as f64 * f64::EPSILON / 2.0 * scale;
+    compare("k", &got, &want, |_| Bound { atol, rtol: 0.0 })
 }
 
 fn bench_inputs(len: usize, s: f64) -> Vec<f64> {

@@ -107,6 +107,51 @@ pub fn scan<T: Element>(
     let (am, bm, cm, dm, um) = (abar.mem(), bbar.mem(), c.mem(), d.mem(), u.mem());
     let sm = state.mem_mut();
     let two = T::Acc::lit(2.0);
+    // Contiguous parameters and state (the usual case): walk them as slices of `[re, im]` pairs.
+    let hn2 = 2 * h * n;
+    let dense = |l: &crate::Layout| l.is_contiguous();
+    if dense(&al) && dense(&bl) && dense(&cl) && dense(&sl) && n > 0 {
+        let a_s = am.get(al.offset()..al.offset() + hn2);
+        let b_s = bm.get(bl.offset()..bl.offset() + hn2);
+        let c_s = cm.get(cl.offset()..cl.offset() + hn2);
+        let s_off = sl.offset();
+        if let (Some(a_s), Some(b_s), Some(c_s), Some(s_s)) =
+            (a_s, b_s, c_s, sm.get_mut(s_off..s_off + hn2))
+        {
+            for t in 0..l {
+                for (hh, (((ah, bh), ch), xh)) in a_s
+                    .chunks_exact(2 * n)
+                    .zip(b_s.chunks_exact(2 * n))
+                    .zip(c_s.chunks_exact(2 * n))
+                    .zip(s_s.chunks_exact_mut(2 * n))
+                    .enumerate()
+                {
+                    let ut = at(um, addr(&ul, [t, hh]))?.to_acc();
+                    let mut acc = T::Acc::zero();
+                    for (((a, b), c), x) in ah
+                        .chunks_exact(2)
+                        .zip(bh.chunks_exact(2))
+                        .zip(ch.chunks_exact(2))
+                        .zip(xh.chunks_exact_mut(2))
+                    {
+                        if let ([ar, ai], [br, bi], [cr, ci], [xr, xi]) = (a, b, c, x) {
+                            let nr = *ar * *xr - *ai * *xi + *br * ut;
+                            let ni = *ar * *xi + *ai * *xr + *bi * ut;
+                            *xr = nr;
+                            *xi = ni;
+                            acc += *cr * nr - *ci * ni;
+                        }
+                    }
+                    if let Some(yv) = y.as_mut() {
+                        let yl = *yv.layout();
+                        let out = two * acc + at(dm, addr(&dl, [hh]))? * ut;
+                        put(yv.mem_mut(), addr(&yl, [t, hh]), T::from_acc(out))?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+    }
     for t in 0..l {
         for hh in 0..h {
             let ut = at(um, addr(&ul, [t, hh]))?.to_acc();

@@ -7,6 +7,9 @@
 //! | `ssm_kernel` | S4D Vandermonde kernel vs the reference at f64 |
 //! | `ssm_conv_eq_scan` | convolution mode == recurrent mode on the backend (ZOH and bilinear, L up to 4096, odd and prime lengths) |
 //! | `ssm_chunked` | chunked streaming == one scan over the whole sequence, chunk sizes 1, 2, 7, L/3, L |
+//! | `ssm_conv_direct_l64`, `ssm_conv_direct_l512` | the portable direct convolution (host) in `T` vs itself at f64; times it at H = 256 |
+//! | `ssm_conv_fft_l64`, `ssm_conv_fft_l512` | FFT convolution vs the direct sum at these lengths; times it at H = 256 |
+//! | `s4_cauchy_kernel` | S4 DPLR kernel by Cauchy + Woodbury == dense powers of `Abar` (host f64) |
 //!
 //! Parameters are discretised in f64 and rounded once to the accumulation type, which is what both
 //! the backend and the reference then run on; inputs are rounded to the element type. Bounds are

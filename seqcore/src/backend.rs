@@ -362,6 +362,120 @@ pub trait Backend {
 
     // ---- fused kernels: state-space models (seq-ssm) ----
 
+    /// Recurrent mode of a diagonal complex state-space model (S4 eq. 3 with a diagonal state
+    /// matrix, as S4D): for each token `t` of `u [L, H]`,
+    /// `x[h, n] = abar[h, n] x[h, n] + bbar[h, n] u[t, h]` and
+    /// `y[t, h] = 2 Re(sum_n c[h, n] x[h, n]) + d[h] u[t, h]` (N complex modes of a
+    /// conjugate-symmetric system). Complex operands are `[H, N, 2]` (`[re, im]`) in the
+    /// accumulation type; `state [H, N, 2]` is read and updated in place. Without `y`, only the
+    /// state advances. No allocation.
+    ///
+    /// # Errors
+    /// Shape errors naming the operand at fault ([`crate::portable::ssm::scan::check_scan`]);
+    /// [`crate::Error::Unsupported`] on a backend without host memory that does not override it.
+    #[allow(clippy::too_many_arguments)] // the operands of one fused kernel
+    fn ssm_scan<T: Element>(
+        &self,
+        abar: View<'_, Self, T::Acc>,
+        bbar: View<'_, Self, T::Acc>,
+        c: View<'_, Self, T::Acc>,
+        d: View<'_, Self, T::Acc>,
+        u: View<'_, Self, T>,
+        state: ViewMut<'_, Self, T::Acc>,
+        y: Option<ViewMut<'_, Self, T>>,
+    ) -> Result<()> {
+        use crate::portable::{host_view, host_view_mut};
+        let op = "ssm_scan";
+        let y = match y {
+            Some(y) => Some(host_view_mut(self, op, y)?),
+            None => None,
+        };
+        crate::portable::ssm::scan::scan::<T>(
+            host_view(self, op, abar)?,
+            host_view(self, op, bbar)?,
+            host_view(self, op, c)?,
+            host_view(self, op, d)?,
+            host_view(self, op, u)?,
+            host_view_mut(self, op, state)?,
+            y,
+        )
+    }
+
+    /// Elements of the accumulation type that [`Backend::ssm_conv`] needs as workspace for `h`
+    /// channels of `l` tokens (the portable path: `5n`, `n` the FFT length, whatever `h`).
+    ///
+    /// # Errors
+    /// [`crate::Error::Overflow`] naming `l`.
+    fn ssm_conv_workspace_len(&self, h: usize, l: usize) -> Result<usize> {
+        let _ = h;
+        crate::portable::ssm::conv::workspace_len(l)
+    }
+
+    /// Convolution mode of a state-space model (S4 eq. 4-5): the causal convolution of each
+    /// channel with its kernel plus the skip term,
+    /// `y[t, h] = sum_{s <= t} k[h, t - s] u[s, h] + d[h] u[t, h]`, by FFT of a power-of-two
+    /// length `>= 2L - 1` (zero-padded, truncated to `L`). `k [H, L]`, `u [L, H]`, `y [L, H]`;
+    /// the skip `d [H]` in the accumulation type (as the other SSM parameters); `workspace` is a contiguous rank-1 view of at least
+    /// [`Backend::ssm_conv_workspace_len`] elements.
+    ///
+    /// # Errors
+    /// Shape errors naming the operand at fault ([`crate::portable::ssm::conv::check_conv`]),
+    /// `workspace` too short or not contiguous; [`crate::Error::Unsupported`] as for the other
+    /// fused kernels.
+    fn ssm_conv<T: Element>(
+        &self,
+        k: View<'_, Self, T>,
+        u: View<'_, Self, T>,
+        d: Option<View<'_, Self, T::Acc>>,
+        y: ViewMut<'_, Self, T>,
+        workspace: ViewMut<'_, Self, T::Acc>,
+    ) -> Result<()> {
+        use crate::portable::{host_view, host_view_mut};
+        let op = "ssm_conv";
+        let d = match d {
+            Some(d) => Some(host_view(self, op, d)?),
+            None => None,
+        };
+        crate::portable::ssm::conv::conv_fft::<T>(
+            host_view(self, op, k)?,
+            host_view(self, op, u)?,
+            d,
+            host_view_mut(self, op, y)?,
+            host_view_mut(self, op, workspace)?,
+        )
+    }
+
+    /// The S4D convolution kernel as a Vandermonde product (S4D eq. 6):
+    /// `k[h, l] = 2 Re(sum_n w[h, n] v[h, n] exp(l log_z[h, n]))` (`v = 1` when absent); for a
+    /// discretised diagonal SSM `w = C Bbar` and `exp(log_z) = Abar`, and with `w = C Abar`,
+    /// `v = x_0` it is the response of a chunk to its initial state. `log_z, w, v [H, N, 2]` in the
+    /// accumulation type, `k [H, L]`.
+    ///
+    /// # Errors
+    /// Shape errors naming the operand at fault
+    /// ([`crate::portable::ssm::vandermonde::check_vandermonde`]); [`crate::Error::Unsupported`] as
+    /// for the other fused kernels.
+    fn ssm_vandermonde<T: Element>(
+        &self,
+        log_z: View<'_, Self, T::Acc>,
+        w: View<'_, Self, T::Acc>,
+        v: Option<View<'_, Self, T::Acc>>,
+        k: ViewMut<'_, Self, T>,
+    ) -> Result<()> {
+        use crate::portable::{host_view, host_view_mut};
+        let op = "ssm_vandermonde";
+        let v = match v {
+            Some(v) => Some(host_view(self, op, v)?),
+            None => None,
+        };
+        crate::portable::ssm::vandermonde::vandermonde::<T>(
+            host_view(self, op, log_z)?,
+            host_view(self, op, w)?,
+            v,
+            host_view_mut(self, op, k)?,
+        )
+    }
+
     // ---- fused kernels: associative memories (seq-memory) ----
 
     /// Linear associative memory, token by token: for each token and head, the write

@@ -51,3 +51,4 @@ pub mod kd_loss;
 pub mod linear_memory;
 pub mod relative;
 pub mod rope;
+pub mod ssm;

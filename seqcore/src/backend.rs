@@ -1,5 +1,6 @@
 //! The [`Backend`] trait: memory that a backend owns, and the kernels that run on it.
 
+use crate::attention::{AttentionDims, AttentionMasks, AttentionParams, AttentionPlan};
 use crate::element::{Element, Scalar};
 use crate::error::Result;
 use crate::layout::Layout;
@@ -161,6 +162,119 @@ pub trait Backend {
     }
 
     // ---- fused kernels: attention (seq-attention) ----
+
+    /// Scratch elements (of `T::Acc`, in this backend's memory) that [`Backend::attention`] needs
+    /// for calls of extents `dims`. The portable kernel needs `Dv + 64`, independent of the
+    /// sequence lengths (flash-attention's O(tile) memory); a backend that overrides the kernel
+    /// overrides this too.
+    ///
+    /// # Errors
+    /// [`crate::Error::Overflow`] when the count overflows `usize`.
+    fn attention_workspace_len<T: Element>(&self, dims: &AttentionDims) -> Result<usize> {
+        crate::portable::attention::workspace_len(dims.value_dim)
+    }
+
+    /// Fused scaled-dot-product attention (Vaswani et al. 2017, eq. 1) with an online softmax
+    /// over key tiles (FlashAttention, Dao et al. 2022): `o = softmax(scale q k^T + masks) v`
+    /// without ever forming the `Lq x Lk` score matrix.
+    ///
+    /// `q [B, Hq, Lq, D]`, `k [B, Hkv, Lk, D]`, `v [B, Hkv, Lk, Dv]`, `o [B, Hq, Lq, Dv]`, any
+    /// strides (token-major `[B, L, H, D]` storage works through [`View::transpose`]). Query head
+    /// `h` reads key/value head `h / (Hq / Hkv)` (grouped- and multi-query attention, Hugging
+    /// Face's `repeat_kv`). Options and the order in which they apply (scale, soft cap, bias,
+    /// causal / window / key masks) are [`AttentionParams`] and [`AttentionMasks`], documented in
+    /// [`crate::attention`]; causal and window masks are bottom-right aligned by default.
+    ///
+    /// Logits, the softmax and the weighted sum are computed in `T::Acc` (f32 for f16/bf16, so a
+    /// `q . k` beyond the f16 range is fine). A query row that sees no key gives **zeros** (and
+    /// `lse = -inf`), as flash-attention and PyTorch's fused kernels do (PyTorch's math path gives
+    /// NaN). NaN in a visible logit gives a NaN row. When `lse [B, Hq, Lq]` is given, it receives
+    /// each row's natural log-sum-exp of the final logits: with `o`, the partial state that
+    /// sequence-parallel merges combine. `workspace` holds at least
+    /// [`Backend::attention_workspace_len`] elements.
+    ///
+    /// The default body runs [`crate::portable::attention`] on host memory and answers
+    /// [`crate::Error::Unsupported`] for a backend whose memory is elsewhere.
+    ///
+    /// # Errors
+    /// As [`AttentionPlan::check`] (every shape and option, naming the argument);
+    /// [`crate::Error::Capacity`] naming `workspace` when it is too short.
+    #[allow(clippy::too_many_arguments)]
+    fn attention<T: Element>(
+        &self,
+        params: &AttentionParams,
+        q: View<'_, Self, T>,
+        k: View<'_, Self, T>,
+        v: View<'_, Self, T>,
+        masks: AttentionMasks<'_, Self, T>,
+        o: ViewMut<'_, Self, T>,
+        lse: Option<ViewMut<'_, Self, T::Acc>>,
+        workspace: &mut Self::Mem<T::Acc>,
+    ) -> Result<()> {
+        use crate::portable::{attention as fused, host_view, host_view_mut};
+        const OP: &str = "attention";
+        let plan = AttentionPlan::<T::Acc>::check(
+            params,
+            q.layout(),
+            k.layout(),
+            v.layout(),
+            masks.key_mask.as_ref().map(View::layout),
+            masks.bias.as_ref().map(View::layout),
+            o.layout(),
+            lse.as_ref().map(ViewMut::layout),
+        )?;
+        let ops = fused::Operands {
+            q: host_view(self, OP, q)?,
+            k: host_view(self, OP, k)?,
+            v: host_view(self, OP, v)?,
+            key_mask: masks.key_mask.map(|m| host_view(self, OP, m)).transpose()?,
+            bias: masks.bias.map(|b| host_view(self, OP, b)).transpose()?,
+            o: host_view_mut(self, OP, o)?,
+            lse: lse.map(|l| host_view_mut(self, OP, l)).transpose()?,
+        };
+        let ws = Self::host_mut(workspace).ok_or(crate::Error::Unsupported {
+            op: OP,
+            backend: self.name(),
+        })?;
+        fused::attention(&plan, ops, ws)
+    }
+
+    /// Merges two partial attention results over disjoint key sets (each from
+    /// [`Backend::attention`] with its `lse`) into the result over their union: the combine step of
+    /// split-KV decoding and ring attention (Milakov & Gimelshein 2018, eq. 4). Exact up to
+    /// rounding, associative and commutative; a side with `lse = -inf` contributes nothing.
+    ///
+    /// `o_a`, `o_b`, `o` of one shape `[.., Dv]`, `lse_a`, `lse_b`, `lse` of that shape without its
+    /// last axis. The default body runs [`crate::portable::attention::merge`] on host memory.
+    ///
+    /// # Errors
+    /// [`crate::Error::Shape`]/[`crate::Error::Rank`] naming `o_b`, `lse_a`, `lse_b`, `o` or `lse`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_merge<T: Element>(
+        &self,
+        o_a: View<'_, Self, T>,
+        lse_a: View<'_, Self, T::Acc>,
+        o_b: View<'_, Self, T>,
+        lse_b: View<'_, Self, T::Acc>,
+        o: ViewMut<'_, Self, T>,
+        lse: Option<ViewMut<'_, Self, T::Acc>>,
+    ) -> Result<()> {
+        use crate::portable::{attention as fused, host_view, host_view_mut};
+        const OP: &str = "attention_merge";
+        crate::check::shape("o_b", o_b.layout(), o_a.shape())?;
+        crate::check::shape("o", o.layout(), o_a.shape())?;
+        crate::check::rows(o_a.layout(), "lse_a", lse_a.layout(), None)?;
+        crate::check::rows(o_a.layout(), "lse_b", lse_b.layout(), None)?;
+        if let Some(l) = &lse {
+            crate::check::rows(o_a.layout(), "lse", l.layout(), None)?;
+        }
+        fused::merge(
+            (host_view(self, OP, o_a)?, host_view(self, OP, lse_a)?),
+            (host_view(self, OP, o_b)?, host_view(self, OP, lse_b)?),
+            host_view_mut(self, OP, o)?,
+            lse.map(|l| host_view_mut(self, OP, l)).transpose()?,
+        )
+    }
 
     // ---- fused kernels: state-space models (seq-ssm) ----
 

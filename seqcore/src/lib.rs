@@ -7,6 +7,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod attention;
 mod backend;
 pub mod check;
 mod element;
@@ -17,6 +18,7 @@ pub mod portable;
 pub mod reference;
 mod view;
 
+pub use attention::{AttentionDims, AttentionMasks, AttentionParams, AttentionPlan};
 #[cfg(feature = "alloc")]
 pub use backend::Allocate;
 pub use backend::Backend;

@@ -45,3 +45,5 @@ pub fn host_view_mut<'a, B: Backend + ?Sized, T: Scalar>(
 }
 
 // Kernel submodules (one per fused kernel family) are declared below.
+
+pub mod attention;

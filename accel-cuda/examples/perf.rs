@@ -2,7 +2,12 @@
 //! synchronisations (so the time is the device's, not the enqueue's). Writes one JSON object per
 //! case to the file named by the first argument (default `seq-perf.json`) for
 //! `scripts/torch_peers.py`, which times PyTorch's peers in the same run and prints the table.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::cast_precision_loss)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::cast_precision_loss
+)]
 
 use std::io::Write as _;
 use std::time::Instant;
@@ -71,8 +76,12 @@ fn unary<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, n: usize) {
     let x = filled::<T>(b, n);
     let mut y = b.alloc::<T>(n).unwrap();
     let s = time(b, || {
-        b.unary(Unary::Gelu, b.view(&x, &[n]).unwrap(), b.view_mut(&mut y, &[n]).unwrap())
-            .unwrap();
+        b.unary(
+            Unary::Gelu,
+            b.view(&x, &[n]).unwrap(),
+            b.view_mut(&mut y, &[n]).unwrap(),
+        )
+        .unwrap();
     });
     out.push(Case {
         kernel: "unary_gelu",
@@ -88,8 +97,12 @@ fn reduce<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, rows: usize, n: usiz
     let x = filled::<T>(b, rows * n);
     let mut y = b.alloc::<T>(rows).unwrap();
     let s = time(b, || {
-        b.reduce(Reduce::Sum, b.view(&x, &[rows, n]).unwrap(), b.view_mut(&mut y, &[rows]).unwrap())
-            .unwrap();
+        b.reduce(
+            Reduce::Sum,
+            b.view(&x, &[rows, n]).unwrap(),
+            b.view_mut(&mut y, &[rows]).unwrap(),
+        )
+        .unwrap();
     });
     out.push(Case {
         kernel: "reduce_sum",
@@ -126,7 +139,9 @@ fn gemm<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, n: usize) {
 }
 
 fn main() {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "seq-perf.json".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "seq-perf.json".into());
     let b = match CudaBackend::new(0) {
         Ok(b) => b,
         Err(e) => {

@@ -92,8 +92,54 @@ pub(crate) fn rows(rows: usize) -> LaunchConfig {
 /// One block per 64 x 64 tile of `c`, per batch entry.
 pub(crate) fn gemm(batch: usize, m: usize, n: usize) -> LaunchConfig {
     LaunchConfig {
-        grid_dim: (blocks(n.div_ceil(64)), blocks(m.div_ceil(64)), blocks(batch)),
+        grid_dim: (
+            blocks(n.div_ceil(64)),
+            blocks(m.div_ceil(64)),
+            blocks(batch),
+        ),
         block_dim: (THREADS, 1, 1),
         shared_mem_bytes: 0,
     }
+}
+
+/// `struct AttnP` of `kernels/attention.cu`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct AttnP {
+    pub(crate) q: Lay,
+    pub(crate) k: Lay,
+    pub(crate) v: Lay,
+    pub(crate) o: Lay,
+    pub(crate) mask: Lay,
+    pub(crate) bias: Lay,
+    pub(crate) lse: Lay,
+    /// `batch, hq, hkv, lq, lk, d, dv, query_offset, window (0: none), causal, has_mask,
+    /// has_bias, has_lse, has_cap`, in this order.
+    pub(crate) ints: [i64; 14],
+    pub(crate) scale: f64,
+    pub(crate) cap: f64,
+}
+
+// SAFETY: `repr(C)`, 8-byte fields only (no padding), field for field `struct AttnP` of
+// `kernels/attention.cu` (`ints` are its fourteen `i64`s, in order).
+unsafe impl DeviceRepr for AttnP {}
+
+/// Largest dynamic shared memory a block may ask for without opting in.
+pub(crate) const SHARED_DEFAULT: usize = 48 * 1024;
+
+/// The generic attention kernel: warps of one query row each, `per_warp` bytes of shared
+/// memory per warp. `None` when even one warp's share does not fit.
+pub(crate) fn attention(rows: usize, per_warp: usize) -> Option<LaunchConfig> {
+    let warps = if per_warp.saturating_mul(4) <= SHARED_DEFAULT {
+        4
+    } else if per_warp <= SHARED_DEFAULT {
+        1
+    } else {
+        return None;
+    };
+    Some(LaunchConfig {
+        grid_dim: (blocks(rows.div_ceil(warps)), 1, 1),
+        block_dim: (u32::try_from(32 * warps).unwrap_or(32), 1, 1),
+        shared_mem_bytes: u32::try_from(per_warp * warps).unwrap_or(0),
+    })
 }

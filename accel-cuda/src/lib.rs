@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DriverError};
 use seqcore::{
-    Allocate, Backend, Binary, Element, Error, Real, Reduce, Result, Scalar, SoftmaxKind, Unary,
-    View, ViewMut, check,
+    Allocate, AttentionDims, AttentionMasks, AttentionParams, AttentionPlan, Backend, Binary,
+    Element, Error, Real, Reduce, Result, Scalar, SoftmaxKind, Unary, View, ViewMut, check,
 };
 
 use crate::error::{BACKEND, driver, unavailable};
@@ -484,6 +484,172 @@ impl Backend for CudaBackend {
         )
     }
 
+    /// The fused kernel needs no scratch memory on the GPU.
+    fn attention_workspace_len<T: Element>(&self, dims: &AttentionDims) -> Result<usize> {
+        let _ = dims;
+        Ok(0)
+    }
+
+    /// Fused attention on the GPU (`kernels/attention.cu`): the semantics of seqcore's portable
+    /// kernel, one warp per query row, online softmax over tiles of 32 keys. `workspace` is not
+    /// used (any length, 0 included).
+    #[allow(clippy::too_many_arguments)]
+    fn attention<T: Element>(
+        &self,
+        params: &AttentionParams,
+        q: View<'_, Self, T>,
+        k: View<'_, Self, T>,
+        v: View<'_, Self, T>,
+        masks: AttentionMasks<'_, Self, T>,
+        mut o: ViewMut<'_, Self, T>,
+        mut lse: Option<ViewMut<'_, Self, T::Acc>>,
+        workspace: &mut CudaMem<T::Acc>,
+    ) -> Result<()> {
+        let _ = workspace;
+        let plan = AttentionPlan::<T::Acc>::check(
+            params,
+            q.layout(),
+            k.layout(),
+            v.layout(),
+            masks.key_mask.as_ref().map(View::layout),
+            masks.bias.as_ref().map(View::layout),
+            o.layout(),
+            lse.as_ref().map(ViewMut::layout),
+        )?;
+        let d = plan.dims;
+        let rows = d
+            .batch
+            .checked_mul(d.heads_q)
+            .and_then(|x| x.checked_mul(d.len_q))
+            .ok_or(Error::Overflow { arg: "q" })?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let per_warp = d
+            .head_dim
+            .checked_add(d.value_dim)
+            .and_then(|x| x.checked_mul(size_of::<T::Acc>()))
+            .ok_or(Error::Overflow { arg: "q" })?;
+        let cfg = launch::attention(rows, per_warp).ok_or(Error::Unsupported {
+            op: "attention with head_dim + value_dim beyond the GPU's shared memory",
+            backend: BACKEND,
+        })?;
+        let flag = |b: bool| i64::from(b);
+        let mut p = launch::AttnP {
+            q: lay(q.layout())?,
+            k: lay(k.layout())?,
+            v: lay(v.layout())?,
+            o: lay(o.layout())?,
+            ints: [
+                i(d.batch)?,
+                i(d.heads_q)?,
+                i(d.heads_kv)?,
+                i(d.len_q)?,
+                i(d.len_k)?,
+                i(d.head_dim)?,
+                i(d.value_dim)?,
+                plan.query_offset,
+                i(plan.window.unwrap_or(0))?,
+                flag(plan.causal),
+                flag(masks.key_mask.is_some()),
+                flag(masks.bias.is_some()),
+                flag(lse.is_some()),
+                flag(plan.softcap.is_some()),
+            ],
+            scale: plan.scale.to_f64(),
+            cap: plan.softcap.map_or(1.0, Element::to_f64),
+            ..launch::AttnP::default()
+        };
+        let s = &self.stream;
+        let (qp, kp, vp) = (q.mem().ptr(s), k.mem().ptr(s), v.mem().ptr(s));
+        let mp = match &masks.key_mask {
+            Some(m) => {
+                p.mask = lay(m.layout())?;
+                m.mem().ptr(s)
+            }
+            None => 0u64,
+        };
+        let bp = match &masks.bias {
+            Some(b) => {
+                p.bias = lay(b.layout())?;
+                b.mem().ptr(s)
+            }
+            None => 0u64,
+        };
+        let lp = match &mut lse {
+            Some(l) => {
+                p.lse = lay(l.layout())?;
+                l.parts().0.ptr(s)
+            }
+            None => 0u64,
+        };
+        let op = o.parts().0.ptr(s);
+        self.launch(
+            &kname("attention", T::NAME),
+            cfg,
+            [&qp, &kp, &vp, &mp, &bp, &op, &lp, &p],
+        )
+    }
+
+    /// The merge of two partial attention results on the GPU (`attention_merge` of
+    /// `kernels/attention.cu`), as seqcore's portable merge.
+    fn attention_merge<T: Element>(
+        &self,
+        o_a: View<'_, Self, T>,
+        lse_a: View<'_, Self, T::Acc>,
+        o_b: View<'_, Self, T>,
+        lse_b: View<'_, Self, T::Acc>,
+        mut o: ViewMut<'_, Self, T>,
+        mut lse: Option<ViewMut<'_, Self, T::Acc>>,
+    ) -> Result<()> {
+        check::shape("o_b", o_b.layout(), o_a.shape())?;
+        check::shape("o", o.layout(), o_a.shape())?;
+        check::rows(o_a.layout(), "lse_a", lse_a.layout(), None)?;
+        check::rows(o_a.layout(), "lse_b", lse_b.layout(), None)?;
+        if let Some(l) = &lse {
+            check::rows(o_a.layout(), "lse", l.layout(), None)?;
+        }
+        let (ra, dv, sa) = o_a.layout().split_last();
+        let (rb, _, sb) = o_b.layout().split_last();
+        let (ro, _, so) = o.layout().split_last();
+        let rows = ra.numel();
+        let work = rows.saturating_mul(dv.max(1));
+        if rows == 0 {
+            return Ok(());
+        }
+        let s = &self.stream;
+        let (pa, la, psa, lsa) = (
+            o_a.mem().ptr(s),
+            lay(&ra)?,
+            lse_a.mem().ptr(s),
+            lay(lse_a.layout())?,
+        );
+        let (pb, lb, psb, lsb) = (
+            o_b.mem().ptr(s),
+            lay(&rb)?,
+            lse_b.mem().ptr(s),
+            lay(lse_b.layout())?,
+        );
+        let lo = lay(&ro)?;
+        let (pl, ll, has) = match &mut lse {
+            Some(l) => {
+                let ll = lay(l.layout())?;
+                (l.parts().0.ptr(s), ll, 1i32)
+            }
+            None => (0u64, launch::Lay::default(), 0i32),
+        };
+        let po = o.parts().0.ptr(s);
+        let (nrows, ndv, sta, stb, sto) = (i(rows)?, i(dv)?, i(sa)?, i(sb)?, i(so)?);
+        self.launch(
+            &kname("attention_merge", T::NAME),
+            launch::elementwise(work),
+            [
+                &pa, &la, &psa, &lsa, &pb, &lb, &psb, &lsb, &po, &lo, &pl, &ll, &has, &nrows, &ndv,
+                &sta, &stb, &sto,
+            ],
+        )
+    }
+
     fn top_k<T: Element>(
         &self,
         k: usize,
@@ -522,7 +688,9 @@ impl Backend for CudaBackend {
         self.launch(
             &kname("top_k", T::NAME),
             launch::rows(rows),
-            [&xp, &xr, &xs, &vp, &vr, &vs, &ip, &ir, &is, &ni, &ki, &nrows],
+            [
+                &xp, &xr, &xs, &vp, &vr, &vs, &ip, &ir, &is, &ni, &ki, &nrows,
+            ],
         )
     }
 }

@@ -13,11 +13,12 @@ use seqcore::Result;
 use crate::error::{driver, intern, unavailable};
 
 /// The kernel sources, in the order they are concatenated into one translation unit.
-pub const SOURCES: [(&str, &str); 4] = [
+pub const SOURCES: [(&str, &str); 5] = [
     ("common.cuh", include_str!("kernels/common.cuh")),
     ("elementwise.cu", include_str!("kernels/elementwise.cu")),
     ("rows.cu", include_str!("kernels/rows.cu")),
     ("gemm.cu", include_str!("kernels/gemm.cu")),
+    ("attention.cu", include_str!("kernels/attention.cu")),
 ];
 
 /// The whole program: every source, in order.
@@ -137,7 +138,16 @@ pub fn kernel_names() -> Vec<String> {
     let types = ["f32", "f64", "f16", "bf16"];
     let mut v = Vec::new();
     for t in types {
-        for k in ["unary", "binary", "reduce", "softmax", "top_k", "gemm"] {
+        for k in [
+            "unary",
+            "binary",
+            "reduce",
+            "softmax",
+            "top_k",
+            "gemm",
+            "attention",
+            "attention_merge",
+        ] {
             v.push(std::format!("{k}_{t}"));
         }
         for d in types {

@@ -1,15 +1,20 @@
 //! Tests on a real GPU. On a machine without one (or without the driver / NVRTC), every test
 //! prints a `SKIPPED` line with the reason and passes; it never hangs. The full agreement checks
 //! are `seq-conformance report --backend cuda` (see `scripts/gpu-check.sh`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use seq_accel_cuda::{CudaBackend, CudaMem};
 use seqcore::{
-    Allocate, Backend, Binary, Element, Error, Layout, Reduce, Reference, SoftmaxKind, Unary,
-    View, ViewMut, bf16, f16,
+    Allocate, Backend, Binary, Element, Error, Layout, Reduce, Reference, SoftmaxKind, Unary, View,
+    ViewMut, bf16, f16,
 };
 
 fn gpu() -> Option<&'static CudaBackend> {
@@ -18,7 +23,13 @@ fn gpu() -> Option<&'static CudaBackend> {
         Ok(b) => Some(b),
         Err(e) => {
             assert!(
-                matches!(e, Error::Unavailable { backend: "cuda", .. }),
+                matches!(
+                    e,
+                    Error::Unavailable {
+                        backend: "cuda",
+                        ..
+                    }
+                ),
                 "construction must fail only as Unavailable, got {e:?}"
             );
             static ONCE: std::sync::Once = std::sync::Once::new();
@@ -45,13 +56,28 @@ fn construction_never_panics() {
     match CudaBackend::new(0) {
         Ok(b) => println!("GPU: {} ({})", b.device_name(), b.arch()),
         Err(e) => {
-            assert!(matches!(e, Error::Unavailable { backend: "cuda", .. }));
+            assert!(matches!(
+                e,
+                Error::Unavailable {
+                    backend: "cuda",
+                    ..
+                }
+            ));
             println!("SKIPPED construction_never_panics: {e}");
         }
     }
     // A device that does not exist is Unavailable, never a panic.
     let e = CudaBackend::new(1 << 20).unwrap_err();
-    assert!(matches!(e, Error::Unavailable { backend: "cuda", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::Unavailable {
+                backend: "cuda",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -61,7 +87,10 @@ fn round_trip_and_length_errors() {
     let m = up(b, &v);
     assert_eq!(down(b, &m), v);
     let mut short = vec![0.0f32; 999];
-    assert!(matches!(b.read(&m, &mut short), Err(Error::Shape { arg: "dst", .. })));
+    assert!(matches!(
+        b.read(&m, &mut short),
+        Err(Error::Shape { arg: "dst", .. })
+    ));
     let mut m2 = b.alloc::<f32>(3).unwrap();
     assert!(matches!(b.write(&v, &mut m2), Err(Error::Shape { .. })));
     // Empty memory works both ways.
@@ -73,17 +102,40 @@ fn round_trip_and_length_errors() {
 fn softmax_masked_rows_and_specials() {
     let Some(b) = gpu() else { return };
     let ninf = f32::NEG_INFINITY;
-    let x = [1.0f32, 2.0, 3.0, ninf, ninf, ninf, 0.0, f32::NAN, 1.0, 5.0, f32::INFINITY, 1.0];
+    let x = [
+        1.0f32,
+        2.0,
+        3.0,
+        ninf,
+        ninf,
+        ninf,
+        0.0,
+        f32::NAN,
+        1.0,
+        5.0,
+        f32::INFINITY,
+        1.0,
+    ];
     for kind in [SoftmaxKind::Softmax, SoftmaxKind::LogSoftmax] {
         let xm = up(b, &x);
         let mut ym = b.alloc::<f32>(12).unwrap();
-        b.softmax(kind, b.view(&xm, &[4, 3]).unwrap(), None, b.view_mut(&mut ym, &[4, 3]).unwrap())
-            .unwrap();
+        b.softmax(
+            kind,
+            b.view(&xm, &[4, 3]).unwrap(),
+            None,
+            b.view_mut(&mut ym, &[4, 3]).unwrap(),
+        )
+        .unwrap();
         let got = down(b, &ym);
         let mut want = [0.0f32; 12];
         let r = Reference;
-        r.softmax(kind, r.view(&x, &[4, 3]).unwrap(), None, r.view_mut(&mut want, &[4, 3]).unwrap())
-            .unwrap();
+        r.softmax(
+            kind,
+            r.view(&x, &[4, 3]).unwrap(),
+            None,
+            r.view_mut(&mut want, &[4, 3]).unwrap(),
+        )
+        .unwrap();
         for (g, w) in got.iter().zip(&want) {
             assert!(
                 (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= 4e-7 * w.abs().max(1.0),
@@ -91,7 +143,11 @@ fn softmax_masked_rows_and_specials() {
             );
         }
         // fully masked row: 0 / -inf exactly
-        let masked = if kind == SoftmaxKind::Softmax { 0.0 } else { ninf };
+        let masked = if kind == SoftmaxKind::Softmax {
+            0.0
+        } else {
+            ninf
+        };
         assert_eq!(&got[3..6], &[masked; 3]);
         assert!(got[6..12].iter().all(|v| v.is_nan()));
     }
@@ -101,11 +157,18 @@ fn softmax_masked_rows_and_specials() {
 fn gemm_transposed_batched_matches_reference() {
     let Some(b) = gpu() else { return };
     let (bt, m, n, k) = (3usize, 70usize, 65usize, 33usize);
-    let a: Vec<f64> = (0..bt * k * m).map(|i| ((i * 7919) % 97) as f64 / 17.0 - 2.5).collect();
-    let bb: Vec<f64> = (0..bt * k * n).map(|i| ((i * 104_729) % 89) as f64 / 13.0 - 3.0).collect();
+    let a: Vec<f64> = (0..bt * k * m)
+        .map(|i| ((i * 7919) % 97) as f64 / 17.0 - 2.5)
+        .collect();
+    let bb: Vec<f64> = (0..bt * k * n)
+        .map(|i| ((i * 104_729) % 89) as f64 / 13.0 - 3.0)
+        .collect();
     let c0: Vec<f64> = (0..bt * m * n).map(|i| (i % 11) as f64).collect();
     // `a` stored as [bt, k, m] and viewed transposed as [bt, m, k].
-    let at = Layout::contiguous(&[bt, k, m]).unwrap().transpose(1, 2).unwrap();
+    let at = Layout::contiguous(&[bt, k, m])
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap();
     let (am, bm) = (up(b, &a), up(b, &bb));
     let mut cm = up(b, &c0);
     b.gemm(
@@ -151,15 +214,27 @@ fn casts_round_once_to_nearest_even() {
     ];
     let xm = up(b, &x);
     let mut hm = b.alloc::<f16>(x.len()).unwrap();
-    b.cast(b.view(&xm, &[x.len()]).unwrap(), b.view_mut(&mut hm, &[x.len()]).unwrap())
-        .unwrap();
+    b.cast(
+        b.view(&xm, &[x.len()]).unwrap(),
+        b.view_mut(&mut hm, &[x.len()]).unwrap(),
+    )
+    .unwrap();
     let mut bm = b.alloc::<bf16>(x.len()).unwrap();
-    b.cast(b.view(&xm, &[x.len()]).unwrap(), b.view_mut(&mut bm, &[x.len()]).unwrap())
-        .unwrap();
+    b.cast(
+        b.view(&xm, &[x.len()]).unwrap(),
+        b.view_mut(&mut bm, &[x.len()]).unwrap(),
+    )
+    .unwrap();
     let (h, bf) = (down(b, &hm), down(b, &bm));
     for (i, &v) in x.iter().enumerate() {
         let (wh, wb) = (f16::from_f64_exact(v), bf16::from_f64_exact(v));
-        assert_eq!(h[i].to_bits(), wh.to_bits(), "f16 of {v:e}: {} vs {}", h[i], wh);
+        assert_eq!(
+            h[i].to_bits(),
+            wh.to_bits(),
+            "f16 of {v:e}: {} vs {}",
+            h[i],
+            wh
+        );
         assert!(
             bf[i].to_bits() == wb.to_bits() || (bf[i].is_nan() && wb.is_nan()),
             "bf16 of {v:e}: {} vs {}",
@@ -192,31 +267,55 @@ fn bad_input_gives_the_reference_errors() {
     let mut ym = b.alloc::<f32>(6).unwrap();
     let mut y = [0.0f32; 6];
     let e_gpu = b
-        .softmax(SoftmaxKind::Softmax, b.view(&xm, &[2, 3]).unwrap(), None, b.view_mut(&mut ym, &[3, 2]).unwrap())
+        .softmax(
+            SoftmaxKind::Softmax,
+            b.view(&xm, &[2, 3]).unwrap(),
+            None,
+            b.view_mut(&mut ym, &[3, 2]).unwrap(),
+        )
         .unwrap_err();
     let e_ref = r
-        .softmax(SoftmaxKind::Softmax, r.view(&x, &[2, 3]).unwrap(), None, r.view_mut(&mut y, &[3, 2]).unwrap())
+        .softmax(
+            SoftmaxKind::Softmax,
+            r.view(&x, &[2, 3]).unwrap(),
+            None,
+            r.view_mut(&mut y, &[3, 2]).unwrap(),
+        )
         .unwrap_err();
     assert_eq!(e_gpu, e_ref);
     let e_gpu = b
-        .unary(Unary::Scale(f64::INFINITY), b.view(&xm, &[6]).unwrap(), b.view_mut(&mut ym, &[6]).unwrap())
+        .unary(
+            Unary::Scale(f64::INFINITY),
+            b.view(&xm, &[6]).unwrap(),
+            b.view_mut(&mut ym, &[6]).unwrap(),
+        )
         .unwrap_err();
     let e_ref = r
-        .unary(Unary::Scale(f64::INFINITY), r.view(&x, &[6]).unwrap(), r.view_mut(&mut y, &[6]).unwrap())
+        .unary(
+            Unary::Scale(f64::INFINITY),
+            r.view(&x, &[6]).unwrap(),
+            r.view_mut(&mut y, &[6]).unwrap(),
+        )
         .unwrap_err();
     assert_eq!(e_gpu, e_ref);
     let mut vm = b.alloc::<f32>(8).unwrap();
     let mut im = b.alloc::<u32>(8).unwrap();
     let e = b
-        .top_k(4, b.view(&xm, &[2, 3]).unwrap(), b.view_mut(&mut vm, &[2, 4]).unwrap(), b.view_mut(&mut im, &[2, 4]).unwrap())
+        .top_k(
+            4,
+            b.view(&xm, &[2, 3]).unwrap(),
+            b.view_mut(&mut vm, &[2, 4]).unwrap(),
+            b.view_mut(&mut im, &[2, 4]).unwrap(),
+        )
         .unwrap_err();
     assert!(matches!(e, Error::Param { arg: "k", .. }), "{e:?}");
 }
 
 fn bits_eq<T: Element>(a: &[T], b: &[T]) -> bool {
-    a.iter()
-        .zip(b)
-        .all(|(x, y)| bytemuck::bytes_of(x) == bytemuck::bytes_of(y) || (x.to_f64().is_nan() && y.to_f64().is_nan()))
+    a.iter().zip(b).all(|(x, y)| {
+        bytemuck::bytes_of(x) == bytemuck::bytes_of(y)
+            || (x.to_f64().is_nan() && y.to_f64().is_nan())
+    })
 }
 
 fn value() -> impl Strategy<Value = f32> {
@@ -305,12 +404,348 @@ fn views_with_offsets_and_broadcast() {
     let mut ym = b.alloc::<f64>(12).unwrap();
     let av = View::new(&am, Layout::new(4, &[4, 3], &[5, 1]).unwrap()).unwrap();
     let bv = b.view(&bm, &[3]).unwrap().expand(&[4, 3]).unwrap();
-    b.binary(Binary::Add, av, bv, ViewMut::new(&mut ym, Layout::contiguous(&[4, 3]).unwrap()).unwrap())
-        .unwrap();
+    b.binary(
+        Binary::Add,
+        av,
+        bv,
+        ViewMut::new(&mut ym, Layout::contiguous(&[4, 3]).unwrap()).unwrap(),
+    )
+    .unwrap();
     let got = down(b, &ym);
     for i in 0..4 {
         for j in 0..3 {
             assert_eq!(got[i * 3 + j], a[4 + i * 5 + j] + bias[j]);
         }
+    }
+}
+
+// ---- fused attention ----
+
+use seqcore::{AttentionDims, AttentionMasks, AttentionParams, DType};
+
+/// Deterministic values in [-2, 2).
+fn vals(n: usize, seed: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            ((i.wrapping_mul(2_654_435_761).wrapping_add(seed * 97_531)) % 4096) as f64 / 1024.0
+                - 2.0
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+struct AttnCase {
+    b: usize,
+    hq: usize,
+    hkv: usize,
+    lq: usize,
+    lk: usize,
+    d: usize,
+    dv: usize,
+    params: AttentionParams,
+    mask: bool,
+    bias: bool,
+    token_major: bool,
+}
+
+/// Runs `c` on the GPU in `T` and on the reference in f64 (on the same rounded inputs); checks
+/// every output and lse element against a bound derived from the computation: the logits carry
+/// a dot-product error `gamma_D scale sum|q||k|`, the softmax weights the relative error of the
+/// softmax row (`ua (8 sqrt Lk + 2 |s_j - m|)`, as the conformance table), and the weighted sum
+/// `gamma_Lk max|v|`; the store rounds once (`2u |o|`).
+fn check_attention<T: Element>(b: &CudaBackend, c: &AttnCase) {
+    let r = Reference;
+    let (qn, kn, vn) = (
+        c.b * c.hq * c.lq * c.d,
+        c.b * c.hkv * c.lk * c.d,
+        c.b * c.hkv * c.lk * c.dv,
+    );
+    let round = |v: Vec<f64>| -> Vec<T> { v.into_iter().map(T::from_f64).collect() };
+    let (q, k, v) = (round(vals(qn, 1)), round(vals(kn, 2)), round(vals(vn, 3)));
+    let mask: Vec<u8> = (0..c.b * c.lk).map(|i| u8::from(i % 5 != 3)).collect();
+    let mut biasv = vals(c.b * c.hq * c.lq * c.lk, 4);
+    if let Some(x) = biasv.get_mut(7) {
+        *x = f64::NEG_INFINITY;
+    }
+    let bias = round(biasv);
+    let (sq, sk, sv, so) = if c.token_major {
+        // stored [B, L, H, D], viewed [B, H, L, D]
+        (
+            Layout::contiguous(&[c.b, c.lq, c.hq, c.d])
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap(),
+            Layout::contiguous(&[c.b, c.lk, c.hkv, c.d])
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap(),
+            Layout::contiguous(&[c.b, c.lk, c.hkv, c.dv])
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap(),
+            Layout::contiguous(&[c.b, c.lq, c.hq, c.dv])
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap(),
+        )
+    } else {
+        (
+            Layout::contiguous(&[c.b, c.hq, c.lq, c.d]).unwrap(),
+            Layout::contiguous(&[c.b, c.hkv, c.lk, c.d]).unwrap(),
+            Layout::contiguous(&[c.b, c.hkv, c.lk, c.dv]).unwrap(),
+            Layout::contiguous(&[c.b, c.hq, c.lq, c.dv]).unwrap(),
+        )
+    };
+    let on = c.b * c.hq * c.lq * c.dv;
+    let ln = c.b * c.hq * c.lq;
+    // reference, f64
+    let f = |x: &[T]| -> Vec<f64> { x.iter().map(|e| e.to_f64()).collect() };
+    let (q64, k64, v64, bias64) = (f(&q), f(&k), f(&v), f(&bias));
+    let mut want = vec![0.0f64; on];
+    let mut want_lse = vec![0.0f64; ln];
+    let dims = AttentionDims::of(&sq, &sk, &sv).unwrap();
+    let mut ws = vec![0.0f64; r.attention_workspace_len::<f64>(&dims).unwrap()];
+    let bl = Layout::contiguous(&[c.b, c.hq, c.lq, c.lk]).unwrap();
+    let ml = Layout::contiguous(&[c.b, c.lk]).unwrap();
+    r.attention(
+        &c.params,
+        View::new(q64.as_slice(), sq).unwrap(),
+        View::new(k64.as_slice(), sk).unwrap(),
+        View::new(v64.as_slice(), sv).unwrap(),
+        AttentionMasks {
+            key_mask: c.mask.then(|| View::new(mask.as_slice(), ml).unwrap()),
+            bias: c.bias.then(|| View::new(bias64.as_slice(), bl).unwrap()),
+        },
+        ViewMut::new(want.as_mut_slice(), so).unwrap(),
+        Some(r.view_mut(&mut want_lse, &[c.b, c.hq, c.lq]).unwrap()),
+        &mut ws,
+    )
+    .unwrap();
+    // GPU
+    let (qm, km, vm, mm, bm) = (up(b, &q), up(b, &k), up(b, &v), up(b, &mask), up(b, &bias));
+    let mut om = up(b, &vec![T::from_f64(f64::NAN); on]);
+    let mut lm = b.alloc::<T::Acc>(ln).unwrap();
+    let mut wsm = b
+        .alloc::<T::Acc>(b.attention_workspace_len::<T>(&dims).unwrap())
+        .unwrap();
+    b.attention(
+        &c.params,
+        View::new(&qm, sq).unwrap(),
+        View::new(&km, sk).unwrap(),
+        View::new(&vm, sv).unwrap(),
+        AttentionMasks {
+            key_mask: c.mask.then(|| View::new(&mm, ml).unwrap()),
+            bias: c.bias.then(|| View::new(&bm, bl).unwrap()),
+        },
+        ViewMut::new(&mut om, so).unwrap(),
+        Some(b.view_mut(&mut lm, &[c.b, c.hq, c.lq]).unwrap()),
+        &mut wsm,
+    )
+    .unwrap();
+    let got = f(&down(b, &om));
+    let got_lse: Vec<f64> = down(b, &lm).iter().map(|e| e.to_f64()).collect();
+    let (u, ua) = (
+        T::DTYPE.unit_roundoff(),
+        T::DTYPE.accumulator().unit_roundoff(),
+    );
+    let scale = c.params.scale.unwrap_or(1.0 / (c.d as f64).sqrt());
+    let dot = 4.0 * c.d as f64 * scale; // sum |q||k| <= D * 2 * 2
+    let spread = 2.0 * dot + 4.0 + if c.bias { 4.0 } else { 0.0 };
+    let rel = ua
+        * ((c.d as f64 + 4.0) * dot * 2.0
+            + 8.0 * (c.lk as f64).sqrt()
+            + 2.0 * spread
+            + c.lk as f64
+            + 8.0);
+    for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+        let ok =
+            (g.is_nan() && w.is_nan()) || (g - w).abs() <= 2.0 * u * w.abs() + rel * 2.0 + 1e-30;
+        assert!(ok, "{} {c:?}: o[{idx}] = {g}, reference {w}", T::NAME);
+    }
+    for (idx, (g, w)) in got_lse.iter().zip(&want_lse).enumerate() {
+        let ok = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= rel * (1.0 + w.abs());
+        assert!(ok, "{} {c:?}: lse[{idx}] = {g}, reference {w}", T::NAME);
+    }
+}
+
+fn attention_cases() -> Vec<AttnCase> {
+    let base = AttnCase {
+        b: 2,
+        hq: 4,
+        hkv: 2,
+        lq: 5,
+        lk: 37,
+        d: 16,
+        dv: 8,
+        params: AttentionParams::causal(),
+        mask: true,
+        bias: false,
+        token_major: false,
+    };
+    vec![
+        base.clone(),
+        AttnCase {
+            lq: 40,
+            lk: 33,
+            bias: true,
+            params: AttentionParams {
+                window: Some(3),
+                softcap: Some(5.0),
+                query_offset: Some(0),
+                ..AttentionParams::causal()
+            },
+            ..base.clone()
+        },
+        AttnCase {
+            b: 1,
+            hq: 3,
+            hkv: 1,
+            lq: 70,
+            lk: 70,
+            d: 64,
+            dv: 64,
+            mask: false,
+            token_major: true,
+            ..base.clone()
+        },
+        AttnCase {
+            lq: 3,
+            lk: 0,
+            params: AttentionParams::default(),
+            ..base.clone()
+        },
+        AttnCase {
+            d: 128,
+            dv: 128,
+            lq: 65,
+            lk: 129,
+            mask: false,
+            params: AttentionParams {
+                scale: Some(0.05),
+                ..AttentionParams::default()
+            },
+            ..base
+        },
+    ]
+}
+
+#[test]
+fn attention_matches_the_reference_in_every_type() {
+    let Some(b) = gpu() else { return };
+    for c in attention_cases() {
+        check_attention::<f64>(b, &c);
+        check_attention::<f32>(b, &c);
+        check_attention::<f16>(b, &c);
+        check_attention::<bf16>(b, &c);
+    }
+    let _ = DType::F32;
+}
+
+#[test]
+fn attention_bad_input_is_the_reference_error() {
+    let Some(b) = gpu() else { return };
+    let r = Reference;
+    let q = vec![0.0f32; 2 * 3 * 4 * 8];
+    let k = vec![0.0f32; 2 * 2 * 4 * 8];
+    let (qm, km) = (up(b, &q), up(b, &k));
+    let mut o = vec![0.0f32; 2 * 3 * 4 * 8];
+    let mut om = up(b, &o);
+    let mut ws = b.alloc::<f32>(0).unwrap();
+    let mut rws = vec![0.0f32; 128];
+    // 2 key/value heads do not divide 3 query heads
+    let e_gpu = b
+        .attention(
+            &AttentionParams::default(),
+            b.view(&qm, &[2, 3, 4, 8]).unwrap(),
+            b.view(&km, &[2, 2, 4, 8]).unwrap(),
+            b.view(&km, &[2, 2, 4, 8]).unwrap(),
+            AttentionMasks::none(),
+            b.view_mut(&mut om, &[2, 3, 4, 8]).unwrap(),
+            None,
+            &mut ws,
+        )
+        .unwrap_err();
+    let e_ref = r
+        .attention(
+            &AttentionParams::default(),
+            r.view(&q, &[2, 3, 4, 8]).unwrap(),
+            r.view(&k, &[2, 2, 4, 8]).unwrap(),
+            r.view(&k, &[2, 2, 4, 8]).unwrap(),
+            AttentionMasks::none(),
+            r.view_mut(&mut o, &[2, 3, 4, 8]).unwrap(),
+            None,
+            &mut rws,
+        )
+        .unwrap_err();
+    assert_eq!(e_gpu, e_ref);
+}
+
+#[test]
+fn attention_merge_of_two_key_halves_is_the_whole() {
+    let Some(b) = gpu() else { return };
+    let (bh, lq, lk, d) = (3usize, 6usize, 50usize, 32usize);
+    let q: Vec<f32> = vals(bh * lq * d, 5).into_iter().map(|x| x as f32).collect();
+    let k: Vec<f32> = vals(bh * lk * d, 6).into_iter().map(|x| x as f32).collect();
+    let v: Vec<f32> = vals(bh * lk * d, 7).into_iter().map(|x| x as f32).collect();
+    let (qm, km, vm) = (up(b, &q), up(b, &k), up(b, &v));
+    let mut ws = b.alloc::<f32>(0).unwrap();
+    let p = AttentionParams::default();
+    let run = |lo: usize,
+               len: usize,
+               o: &mut CudaMem<f32>,
+               l: &mut CudaMem<f32>,
+               ws: &mut CudaMem<f32>| {
+        b.attention(
+            &p,
+            b.view(&qm, &[1, bh, lq, d]).unwrap(),
+            b.view(&km, &[1, bh, lk, d])
+                .unwrap()
+                .narrow(2, lo, len)
+                .unwrap(),
+            b.view(&vm, &[1, bh, lk, d])
+                .unwrap()
+                .narrow(2, lo, len)
+                .unwrap(),
+            AttentionMasks::none(),
+            b.view_mut(o, &[1, bh, lq, d]).unwrap(),
+            Some(b.view_mut(l, &[1, bh, lq]).unwrap()),
+            ws,
+        )
+        .unwrap();
+    };
+    let n = bh * lq * d;
+    let (mut oa, mut ob, mut ow, mut om) = (
+        b.alloc::<f32>(n).unwrap(),
+        b.alloc::<f32>(n).unwrap(),
+        b.alloc::<f32>(n).unwrap(),
+        b.alloc::<f32>(n).unwrap(),
+    );
+    let (mut la, mut lb, mut lw, mut lm) = (
+        b.alloc::<f32>(bh * lq).unwrap(),
+        b.alloc::<f32>(bh * lq).unwrap(),
+        b.alloc::<f32>(bh * lq).unwrap(),
+        b.alloc::<f32>(bh * lq).unwrap(),
+    );
+    run(0, 20, &mut oa, &mut la, &mut ws);
+    run(20, 30, &mut ob, &mut lb, &mut ws);
+    run(0, 50, &mut ow, &mut lw, &mut ws);
+    b.attention_merge(
+        b.view(&oa, &[bh, lq, d]).unwrap(),
+        b.view(&la, &[bh, lq]).unwrap(),
+        b.view(&ob, &[bh, lq, d]).unwrap(),
+        b.view(&lb, &[bh, lq]).unwrap(),
+        b.view_mut(&mut om, &[bh, lq, d]).unwrap(),
+        Some(b.view_mut(&mut lm, &[bh, lq]).unwrap()),
+    )
+    .unwrap();
+    // Merge is exact up to rounding: a few f32 ulps of the magnitudes involved (|v| <= 2).
+    for (g, w) in down(b, &om).iter().zip(&down(b, &ow)) {
+        assert!((g - w).abs() <= 64.0 * f32::EPSILON * 2.0, "{g} vs {w}");
+    }
+    for (g, w) in down(b, &lm).iter().zip(&down(b, &lw)) {
+        assert!(
+            (g - w).abs() <= 64.0 * f32::EPSILON * (1.0 + w.abs()),
+            "{g} vs {w}"
+        );
     }
 }

@@ -24,7 +24,10 @@ fn every_kernel_compiles_and_is_defined() {
         };
         for name in module::kernel_names() {
             let entry = format!(".entry {name}(");
-            assert!(ptx.contains(&entry), "{arch}: no kernel `{name}` in the PTX");
+            assert!(
+                ptx.contains(&entry),
+                "{arch}: no kernel `{name}` in the PTX"
+            );
         }
         println!("{arch}: {} bytes of PTX, every kernel defined", ptx.len());
     }

@@ -13,7 +13,10 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use seq_accel_cuda::{CudaBackend, CudaMem};
-use seqcore::{Allocate, Backend, Element, Reduce, SoftmaxKind, Unary, bf16, f16};
+use seqcore::{
+    Allocate, AttentionDims, AttentionMasks, AttentionParams, Backend, Element, Reduce,
+    SoftmaxKind, Unary, bf16, f16,
+};
 
 struct Case {
     kernel: &'static str,
@@ -138,6 +141,88 @@ fn gemm<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, n: usize) {
     });
 }
 
+/// Causal attention forward, B = 1, H = 16 (as the PyTorch SDPA comparison).
+fn attention<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, l: usize, d: usize) {
+    let n = 16 * l * d;
+    let (q, k, v) = (filled::<T>(b, n), filled::<T>(b, n), filled::<T>(b, n));
+    let mut o = b.alloc::<T>(n).unwrap();
+    let mut ws = b.alloc::<T::Acc>(0).unwrap();
+    let shape = [1, 16, l, d];
+    let p = AttentionParams::causal();
+    let s = time(b, || {
+        b.attention(
+            &p,
+            b.view(&q, &shape).unwrap(),
+            b.view(&k, &shape).unwrap(),
+            b.view(&v, &shape).unwrap(),
+            AttentionMasks::none(),
+            b.view_mut(&mut o, &shape).unwrap(),
+            None,
+            &mut ws,
+        )
+        .unwrap();
+    });
+    let dims = AttentionDims {
+        batch: 1,
+        heads_q: 16,
+        heads_kv: 16,
+        len_q: l,
+        len_k: l,
+        head_dim: d,
+        value_dim: d,
+    };
+    out.push(Case {
+        kernel: "attention",
+        dtype: T::NAME,
+        size: format!("B1 H16 L{l} D{d} causal"),
+        seconds: s,
+        // causal: half the score matrix
+        work: dims.flops() / 2.0,
+        unit: "GFLOP/s",
+    });
+}
+
+/// The tensor-core path against the generic one on the same call: the largest difference.
+fn self_check<T: Element>(b: &CudaBackend, l: usize, d: usize) {
+    let n = 16 * l * d;
+    let (q, k, v) = (filled::<T>(b, n), filled::<T>(b, n), filled::<T>(b, n));
+    let mut ws = b.alloc::<T::Acc>(0).unwrap();
+    let shape = [1, 16, l, d];
+    let mut outs = Vec::new();
+    for tc in [true, false] {
+        b.use_tensor_core_attention(tc);
+        let mut o = b.alloc::<T>(n).unwrap();
+        b.attention(
+            &AttentionParams::causal(),
+            b.view(&q, &shape).unwrap(),
+            b.view(&k, &shape).unwrap(),
+            b.view(&v, &shape).unwrap(),
+            AttentionMasks::none(),
+            b.view_mut(&mut o, &shape).unwrap(),
+            None,
+            &mut ws,
+        )
+        .unwrap();
+        let mut h = vec![T::default(); n];
+        b.read(&o, &mut h).unwrap();
+        outs.push(h);
+    }
+    b.use_tensor_core_attention(true);
+    let diff = outs[0]
+        .iter()
+        .zip(&outs[1])
+        .map(|(a, c)| (a.to_f64() - c.to_f64()).abs())
+        .fold(
+            0.0f64,
+            |m, x| if x.is_nan() { f64::INFINITY } else { m.max(x) },
+        );
+    println!(
+        "self-check attention {} L{l} D{d}: tensor-core vs generic path, max |diff| = {diff:.3e} (unit roundoff {:.1e})",
+        T::NAME,
+        T::DTYPE.unit_roundoff()
+    );
+}
+
 fn main() {
     let path = std::env::args()
         .nth(1)
@@ -161,6 +246,14 @@ fn main() {
     gemm::<f16>(&b, &mut cases, 4096);
     gemm::<bf16>(&b, &mut cases, 4096);
     gemm::<f64>(&b, &mut cases, 2048);
+    self_check::<bf16>(&b, 1024, 64);
+    self_check::<f16>(&b, 1024, 128);
+    for d in [64, 128] {
+        for l in [1024, 2048, 4096, 8192, 16384] {
+            attention::<bf16>(&b, &mut cases, l, d);
+            attention::<f16>(&b, &mut cases, l, d);
+        }
+    }
     let mut f = std::fs::File::create(&path).unwrap();
     writeln!(f, "[").unwrap();
     for (i, c) in cases.iter().enumerate() {

@@ -143,3 +143,12 @@ pub(crate) fn attention(rows: usize, per_warp: usize) -> Option<LaunchConfig> {
         shared_mem_bytes: u32::try_from(per_warp * warps).unwrap_or(0),
     })
 }
+
+/// The tensor-core attention kernel: one block of 128 threads per 64 query rows of one head.
+pub(crate) fn flash(batch_heads: usize, len_q: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks(len_q.div_ceil(64)), blocks(batch_heads), 1),
+        block_dim: (128, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}

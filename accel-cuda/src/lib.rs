@@ -12,6 +12,7 @@ pub mod module;
 use core::marker::PhantomData;
 use std::string::{String, ToString};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DriverError};
 use seqcore::{
@@ -74,6 +75,7 @@ pub struct CudaBackend {
     kernels: Kernels,
     device: String,
     arch: &'static str,
+    flash: AtomicBool,
 }
 
 impl core::fmt::Debug for CudaBackend {
@@ -130,12 +132,15 @@ impl CudaBackend {
                 .ok_or(unavailable("the GPU's compute capability is below 7.5"))?;
             let kernels = Kernels::load(&ctx, arch)?;
             let device = ctx.name().unwrap_or_else(|_| "unknown".to_string());
+            // `SEQ_CUDA_ATTENTION=generic` turns the tensor-core attention path off.
+            let flash = std::env::var("SEQ_CUDA_ATTENTION").map_or(true, |v| v != "generic");
             Ok(CudaBackend {
                 ctx,
                 stream,
                 kernels,
                 device,
                 arch,
+                flash: AtomicBool::new(flash),
             })
         })
     }
@@ -148,6 +153,47 @@ impl CudaBackend {
     /// The NVRTC virtual architecture the kernels were compiled for (`compute_90`, ...).
     pub fn arch(&self) -> &'static str {
         self.arch
+    }
+
+    /// Whether [`Backend::attention`] may take the tensor-core path (f16/bf16, head dimension 64
+    /// or 128, no key mask, bias or soft cap, unit feature stride): on by default, off with the
+    /// environment variable `SEQ_CUDA_ATTENTION=generic` or this call. Both paths compute the
+    /// same function (see `kernels/flash.cu` for the one difference on non-finite hidden values).
+    pub fn use_tensor_core_attention(&self, on: bool) {
+        self.flash.store(on, Ordering::Relaxed);
+    }
+
+    /// The tensor-core attention kernel for this call, if it takes one.
+    #[allow(clippy::too_many_arguments)]
+    fn flash_kernel<T: Element>(
+        &self,
+        d: &AttentionDims,
+        plan: &AttentionPlan<T::Acc>,
+        mask_or_bias: bool,
+        views: [&seqcore::Layout; 4],
+    ) -> Option<&'static str> {
+        if !self.flash.load(Ordering::Relaxed)
+            || self.arch == "compute_75"
+            || mask_or_bias
+            || plan.softcap.is_some()
+            || d.head_dim != d.value_dim
+        {
+            return None;
+        }
+        let aligned = views.iter().all(|l| {
+            let s = l.strides();
+            s.get(3) == Some(&1) && l.offset() % 8 == 0 && s.iter().take(3).all(|&x| x % 8 == 0)
+        });
+        if !aligned {
+            return None;
+        }
+        match (T::DTYPE, d.head_dim) {
+            (seqcore::DType::F16, 64) => Some("flash_f16_d64"),
+            (seqcore::DType::F16, 128) => Some("flash_f16_d128"),
+            (seqcore::DType::BF16, 64) => Some("flash_bf16_d64"),
+            (seqcore::DType::BF16, 128) => Some("flash_bf16_d128"),
+            _ => None,
+        }
     }
 
     /// The stream every call of this backend enqueues on.
@@ -584,6 +630,20 @@ impl Backend for CudaBackend {
             None => 0u64,
         };
         let op = o.parts().0.ptr(s);
+        let flash = self.flash_kernel::<T>(
+            &d,
+            &plan,
+            masks.key_mask.is_some() || masks.bias.is_some(),
+            [q.layout(), k.layout(), v.layout(), o.parts().1],
+        );
+        if let Some(name) = flash {
+            let bh = d.batch.saturating_mul(d.heads_q);
+            return self.launch(
+                name,
+                launch::flash(bh, d.len_q),
+                [&qp, &kp, &vp, &op, &lp, &p],
+            );
+        }
         self.launch(
             &kname("attention", T::NAME),
             cfg,

@@ -13,12 +13,13 @@ use seqcore::Result;
 use crate::error::{driver, intern, unavailable};
 
 /// The kernel sources, in the order they are concatenated into one translation unit.
-pub const SOURCES: [(&str, &str); 5] = [
+pub const SOURCES: [(&str, &str); 6] = [
     ("common.cuh", include_str!("kernels/common.cuh")),
     ("elementwise.cu", include_str!("kernels/elementwise.cu")),
     ("rows.cu", include_str!("kernels/rows.cu")),
     ("gemm.cu", include_str!("kernels/gemm.cu")),
     ("attention.cu", include_str!("kernels/attention.cu")),
+    ("flash.cu", include_str!("kernels/flash.cu")),
 ];
 
 /// The whole program: every source, in order.
@@ -152,6 +153,11 @@ pub fn kernel_names() -> Vec<String> {
         }
         for d in types {
             v.push(std::format!("cast_{t}_{d}"));
+        }
+    }
+    for t in ["f16", "bf16"] {
+        for d in [64, 128] {
+            v.push(std::format!("flash_{t}_d{d}"));
         }
     }
     v

@@ -452,7 +452,9 @@ struct AttnCase {
 /// every output and lse element against a bound derived from the computation: the logits carry
 /// a dot-product error `gamma_D scale sum|q||k|`, the softmax weights the relative error of the
 /// softmax row (`ua (8 sqrt Lk + 2 |s_j - m|)`, as the conformance table), and the weighted sum
-/// `gamma_Lk max|v|`; the store rounds once (`2u |o|`).
+/// `gamma_Lk max|v|`; the store rounds once (`2u |o|`). The tensor-core path's split weights
+/// (relative error <= 4 ua, absolute <= ua / 2 each) fall under the `gamma_Lk` and constant
+/// terms.
 fn check_attention<T: Element>(b: &CudaBackend, c: &AttnCase) {
     let r = Reference;
     let (qn, kn, vn) = (
@@ -624,6 +626,33 @@ fn attention_cases() -> Vec<AttnCase> {
                 scale: Some(0.05),
                 ..AttentionParams::default()
             },
+            ..base.clone()
+        },
+        // The tensor-core path's calls (f16/bf16): causal + window, GQA, rows past the keys.
+        AttnCase {
+            b: 1,
+            hq: 4,
+            hkv: 2,
+            lq: 100,
+            lk: 150,
+            d: 64,
+            dv: 64,
+            mask: false,
+            params: AttentionParams {
+                window: Some(40),
+                ..AttentionParams::causal()
+            },
+            ..base.clone()
+        },
+        AttnCase {
+            b: 2,
+            hq: 2,
+            hkv: 1,
+            lq: 130,
+            lk: 70,
+            d: 128,
+            dv: 128,
+            mask: false,
             ..base
         },
     ]
@@ -632,12 +661,17 @@ fn attention_cases() -> Vec<AttnCase> {
 #[test]
 fn attention_matches_the_reference_in_every_type() {
     let Some(b) = gpu() else { return };
-    for c in attention_cases() {
-        check_attention::<f64>(b, &c);
-        check_attention::<f32>(b, &c);
-        check_attention::<f16>(b, &c);
-        check_attention::<bf16>(b, &c);
+    // Both paths: the tensor-core one (f16/bf16 calls it takes) and the generic one.
+    for tensor_cores in [true, false] {
+        b.use_tensor_core_attention(tensor_cores);
+        for c in attention_cases() {
+            check_attention::<f64>(b, &c);
+            check_attention::<f32>(b, &c);
+            check_attention::<f16>(b, &c);
+            check_attention::<bf16>(b, &c);
+        }
     }
+    b.use_tensor_core_attention(true);
     let _ = DType::F32;
 }
 

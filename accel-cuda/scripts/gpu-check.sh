@@ -65,10 +65,14 @@ echo "=== seq CUDA check, $(date -u +%Y-%m-%dT%H:%MZ)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv || true
 nvidia-smi | head -4 | tail -2 || true
 source "$b/cuda-libs.sh"
-export SEQ_CUDA_LOG=1
-for t in "$b"/bin/test-*; do
-    step 150 "$t" --test-threads=4
+# The first process compiles the kernels (NVRTC, to a CUBIN for this GPU) and caches the CUBIN
+# in $SEQ_CUDA_CACHE_DIR; the later ones load it. (test-nvrtc_compile is for machines without a
+# GPU: here every kernel is compiled by the backend itself.)
+export SEQ_CUDA_CACHE_DIR="${TMPDIR:-/tmp}/seq-accel-cuda-cache"
+for t in "$b"/bin/test-gpu "$b"/bin/test-lib; do
+    step 200 "$t" --test-threads=4
 done
+step 200 "$b/bin/seq-conformance" backends
 step 200 "$b/bin/seq-conformance" report --backend cuda
 step 90 "$b/bin/seq-conformance" vectors --backend cuda "$b"/vectors/conformance/*.json "$b"/vectors/shared/*.json
 step 90 "$b/bin/example-perf" "${OUT:-.}/seq-perf.json"

@@ -74,7 +74,7 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     kernels: Kernels,
     device: String,
-    arch: &'static str,
+    arch: String,
     flash: AtomicBool,
 }
 
@@ -130,7 +130,7 @@ impl CudaBackend {
             let (major, minor) = ctx.compute_capability().map_err(driver)?;
             let arch = module::arch_for(major, minor)
                 .ok_or(unavailable("the GPU's compute capability is below 7.5"))?;
-            let kernels = Kernels::load(&ctx, arch)?;
+            let kernels = Kernels::load(&ctx, &arch)?;
             let device = ctx.name().unwrap_or_else(|_| "unknown".to_string());
             // `SEQ_CUDA_ATTENTION=generic` turns the tensor-core attention path off.
             let flash = std::env::var("SEQ_CUDA_ATTENTION").map_or(true, |v| v != "generic");
@@ -150,9 +150,9 @@ impl CudaBackend {
         &self.device
     }
 
-    /// The NVRTC virtual architecture the kernels were compiled for (`compute_90`, ...).
-    pub fn arch(&self) -> &'static str {
-        self.arch
+    /// The architecture the kernels were compiled for (`sm_90`, ...).
+    pub fn arch(&self) -> &str {
+        &self.arch
     }
 
     /// Whether [`Backend::attention`] may take the tensor-core path (f16/bf16, head dimension 64
@@ -173,7 +173,7 @@ impl CudaBackend {
         views: [&seqcore::Layout; 4],
     ) -> Option<&'static str> {
         if !self.flash.load(Ordering::Relaxed)
-            || self.arch == "compute_75"
+            || self.arch == "sm_75"
             || mask_or_bias
             || plan.softcap.is_some()
             || d.head_dim != d.value_dim

@@ -1,6 +1,7 @@
-//! Compiles every kernel source with NVRTC for each architecture the backend targets, without a
-//! GPU (NVRTC needs none): syntax and type errors in the CUDA C show here, not on the GPU.
-//! Skips with a printed line when NVRTC cannot be loaded (see `scripts/nvrtc-env.sh`).
+//! Compiles every kernel source with NVRTC, to a CUBIN as the backend does, for the oldest and a
+//! current architecture the backend targets, without a GPU (NVRTC needs none): syntax and type
+//! errors in the CUDA C show here, not on the GPU. Skips with a printed line when NVRTC cannot be
+//! loaded (`source accel-cuda/scripts/cuda-libs.sh` finds it).
 
 use seq_accel_cuda::module;
 
@@ -17,18 +18,20 @@ fn every_kernel_compiles_and_is_defined() {
         );
         return;
     }
-    for arch in ["compute_75", "compute_90"] {
-        let ptx = match module::compile(arch) {
-            Ok(p) => p,
+    for arch in ["sm_75", "sm_90"] {
+        let cubin = match module::compile(arch) {
+            Ok(c) => c,
             Err(log) => panic!("{arch}: {log}"),
         };
+        assert!(cubin.starts_with(b"\x7fELF"), "{arch}: not an ELF image");
         for name in module::kernel_names() {
-            let entry = format!(".entry {name}(");
+            // A kernel's name is a NUL-terminated symbol in the ELF string table.
+            let sym = format!("\0{name}\0");
             assert!(
-                ptx.contains(&entry),
-                "{arch}: no kernel `{name}` in the PTX"
+                cubin.windows(sym.len()).any(|w| w == sym.as_bytes()),
+                "{arch}: no kernel `{name}` in the CUBIN"
             );
         }
-        println!("{arch}: {} bytes of PTX, every kernel defined", ptx.len());
+        println!("{arch}: {} bytes of CUBIN, every kernel defined", cubin.len());
     }
 }

@@ -32,6 +32,9 @@ fn every_kernel_compiles_and_is_defined() {
                 "{arch}: no kernel `{name}` in the CUBIN"
             );
         }
-        println!("{arch}: {} bytes of CUBIN, every kernel defined", cubin.len());
+        println!(
+            "{arch}: {} bytes of CUBIN, every kernel defined",
+            cubin.len()
+        );
     }
 }

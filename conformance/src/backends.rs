@@ -9,7 +9,12 @@ use seqcore::{Allocate, Reference};
 /// The CUDA backend on device 0, made once per process (its kernels compile once), or why not.
 fn cuda() -> &'static Result<CudaBackend, String> {
     static CUDA: OnceLock<Result<CudaBackend, String>> = OnceLock::new();
-    CUDA.get_or_init(|| CudaBackend::new(0).map_err(|e| e.to_string()))
+    CUDA.get_or_init(|| {
+        CudaBackend::new(0).map_err(|e| match e {
+            seqcore::Error::Unavailable { reason, .. } => reason.to_string(),
+            other => other.to_string(),
+        })
+    })
 }
 
 /// A compiled-in backend and whether it can run here.

@@ -101,7 +101,9 @@ __device__ void flash_k(const T* q_, const T* k_, const T* v_, T* o, float* lse,
         for (i64 kt = (kbeg / FBN) * FBN; kt < kend; kt += FBN) {
             __syncthreads();
             for (int e = tid; e < FBN * D / 8; e += blockDim.x) {
-                const int row = e / (D / 8), c8 = (e % (D / 8)) * 8;
+                // Consecutive threads take consecutive keys: the transposed stores into `vt`
+                // then hit consecutive shared-memory addresses (no bank conflicts).
+                const int row = e % FBN, c8 = (e / FBN) * 8;
                 const i64 j = kt + row;
                 v16b kv = {0u, 0u, 0u, 0u}, vv = {0u, 0u, 0u, 0u};
                 if (j < p.lk) {

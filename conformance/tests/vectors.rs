@@ -108,7 +108,7 @@ fn every_committed_case_passes_on_the_reference() {
         entries.len(),
         dir.display()
     );
-    for m in mechanisms() {
+    for m in vectors::mechanisms() {
         assert!(mechanisms.contains(m), "no committed case of `{m}`");
     }
     for dt in DType::ALL {

@@ -7,6 +7,8 @@
 //! exist at all. Nothing here allocates: there is no global allocator to use.
 #![no_std]
 
+pub mod attention;
+
 use seqcore::{Backend, Reduce, Reference, Result, SoftmaxKind, Unary, bf16, f16};
 
 static LOGITS: [f32; 6] = [

@@ -62,6 +62,12 @@ impl<'a, B: Backend + ?Sized, T: Element> FixedKvCache<'a, B, T> {
         })
     }
 
+    /// Keeps the first `len` tokens (no effect when it holds fewer): rolls back a speculative
+    /// step or a rejected draft (Hugging Face's `DynamicCache.crop`).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// The cached keys, `[1, Hkv, len, D]` (a view of the storage).
     ///
     /// # Errors

@@ -76,6 +76,12 @@ impl<B: Allocate, T: Element> GrowableKvCache<B, T> {
         Ok(())
     }
 
+    /// Keeps the first `len` tokens (no effect when it holds fewer): rolls back a speculative
+    /// step or a rejected draft (Hugging Face's `DynamicCache.crop`).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// The cached keys, `[1, Hkv, len, D]`.
     ///
     /// # Errors

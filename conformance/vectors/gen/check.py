@@ -321,6 +321,43 @@ def check_case(c, where):
                 if not (row[i] == v or (math.isnan(row[i]) and math.isnan(v))):
                     err(cid, f"row {r}: value {v!r} != x[{i}] = {row[i]!r}")
                     break
+    elif mech == "sdpa":
+        (qs, q), (ks, k), (vs, v) = ins["q"], ins["k"], ins["v"]
+        if len(qs) != 3 or len(ks) != 3 or vs[:2] != ks[:2] or ks[2] != qs[2] or ks[1] == 0 or qs[1] % ks[1]:
+            err(cid, f"shapes q {qs} k {ks} v {vs}")
+            return
+        Lq, Hq, D = qs
+        Lk, Hkv, _ = ks
+        Dv = vs[2]
+        if exps["o"][0] != [Lq, Hq, Dv]:
+            err(cid, f"expected o shape {exps['o'][0]}")
+            return
+        causal, window = p.get("causal", False), p.get("window")
+        scale = p.get("scale", 1.0 / math.sqrt(D) if D else 1.0)
+        cap = p.get("softcap")
+        mask = ins.get("key_mask", ([Lk], [1] * Lk))[1]
+        bias = ins.get("bias", ([Hq, Lq, Lk], [0.0] * (Hq * Lq * Lk)))[1]
+        got = []
+        for i in range(Lq):
+            ip = i + Lk - Lq
+            for h in range(Hq):
+                g = h // (Hq // Hkv)
+                s = []
+                for j in range(Lk):
+                    if (causal or window is not None) and j > ip or window is not None and ip - j >= window or mask[j] == 0:
+                        continue
+                    x = scale * math.fsum(q[(i * Hq + h) * D + e] * k[(j * Hkv + g) * D + e] for e in range(D))
+                    if cap is not None:
+                        x = cap * math.tanh(x / cap)
+                    s.append((j, x + bias[(h * Lq + i) * Lk + j]))
+                if not s:
+                    got += [0.0] * Dv
+                    continue
+                m = max(x for _, x in s)
+                w = [(j, math.exp(x - m)) for j, x in s]
+                z = math.fsum(x for _, x in w)
+                got += [math.fsum(p_ * v[(j * Hkv + g) * Dv + e] for j, p_ in w) / z for e in range(Dv)]
+        compare("o", got)
     else:
         err(cid, f"unknown mechanism {mech!r}")
 

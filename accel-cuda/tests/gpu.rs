@@ -456,7 +456,7 @@ struct AttnCase {
 /// a dot-product error `gamma_D scale sum|q||k|`, the softmax weights the relative error of the
 /// softmax row (`ua (8 sqrt Lk + 2 |s_j - m|)`, as the conformance table), and the weighted sum
 /// `gamma_Lk max|v|`; the store rounds once (`2u |o|`). The tensor-core path's split weights
-/// (relative error <= 4 ua, absolute <= ua / 2 each) fall under the `gamma_Lk` and constant
+/// (relative error <= 4 ua each) fall under the `gamma_Lk` and constant
 /// terms.
 fn check_attention<T: Element>(b: &CudaBackend, c: &AttnCase) {
     let r = Reference;

@@ -5,9 +5,9 @@
 // Same semantics as `attention.cu` for the calls it takes (no key mask, no bias, no soft cap;
 // head_dim = value_dim = 64 or 128; unit stride along the features): scale, causal / window
 // ranges, GQA, lse, fully hidden rows (zeros, -inf), NaN rows. P is carried into the P V product
-// as a sum of NS values of the element type (NS = 2 for f16, 3 for bf16), so the weights keep
-// about f32's precision (relative 2^-22 / 2^-24; absolute 2^-25 for weights below f16's normal
-// range) instead of being rounded to the element type.
+// as a sum of NS values of the element type (NS = 2 for f16, 3 for bf16; f16 weights scaled by
+// 2^14 first, so they stay normal), so the weights keep about f32's precision (relative 2^-22 /
+// 2^-24) instead of being rounded to the element type.
 // One difference to the generic kernel: a NaN or infinity in `v` of a key that the causal or
 // window mask hides from some rows of a 64-row tile but not from others reaches those rows
 // (0 * NaN inside the tensor-core product); the generic kernel never reads hidden keys.
@@ -49,6 +49,12 @@ template <typename T> __device__ __forceinline__ u32 pack_split(float& lo, float
     hi -= float_of<T>(b);
     return (u32)a | ((u32)b << 16);
 }
+
+// P is scaled by PS before it is split (f16: 2^14, so that weights down to 2^-28 stay normal
+// f16 numbers and keep their relative precision; bf16 has f32's range: 1); O is divided by it.
+template <typename T> struct PScale;
+template <> struct PScale<h16> { static constexpr float v = 16384.f; };
+template <> struct PScale<b16> { static constexpr float v = 1.f; };
 
 template <typename T, int D, int NS>
 __device__ void flash_k(const T* q_, const T* k_, const T* v_, T* o, float* lse, AttnP p) {
@@ -178,7 +184,7 @@ __device__ void flash_k(const T* q_, const T* k_, const T* v_, T* o, float* lse,
                     const float m = c >= 2 ? m1 : m0;
                     const float x = s[nt][c];
                     const float pr = x == NEG_INF ? 0.f : exp2f((x - m) * LOG2E_F);
-                    s[nt][c] = pr;
+                    s[nt][c] = pr * PScale<T>::v;
                     if (c >= 2) l1 += pr; else l0 += pr;
                 }
             }
@@ -215,16 +221,17 @@ __device__ void flash_k(const T* q_, const T* k_, const T* v_, T* o, float* lse,
         T* o0 = o + ob + r0 * p.o.stride[2];
         T* o1 = o + ob + r1 * p.o.stride[2];
         const bool e0 = !nan0 && l0 == 0.f, e1 = !nan1 && l1 == 0.f;
+        const float d0 = l0 * PScale<T>::v, d1 = l1 * PScale<T>::v;
 #pragma unroll
         for (int nt = 0; nt < D / 8; ++nt) {
             const int c = nt * 8 + t4 * 2;
             if (r0 < p.lq) {
-                o0[c] = El<T>::from_acc(nan0 ? m_nan<float>() : (e0 ? 0.f : oacc[nt][0] / l0));
-                o0[c + 1] = El<T>::from_acc(nan0 ? m_nan<float>() : (e0 ? 0.f : oacc[nt][1] / l0));
+                o0[c] = El<T>::from_acc(nan0 ? m_nan<float>() : (e0 ? 0.f : oacc[nt][0] / d0));
+                o0[c + 1] = El<T>::from_acc(nan0 ? m_nan<float>() : (e0 ? 0.f : oacc[nt][1] / d0));
             }
             if (r1 < p.lq) {
-                o1[c] = El<T>::from_acc(nan1 ? m_nan<float>() : (e1 ? 0.f : oacc[nt][2] / l1));
-                o1[c + 1] = El<T>::from_acc(nan1 ? m_nan<float>() : (e1 ? 0.f : oacc[nt][3] / l1));
+                o1[c] = El<T>::from_acc(nan1 ? m_nan<float>() : (e1 ? 0.f : oacc[nt][2] / d1));
+                o1[c + 1] = El<T>::from_acc(nan1 ? m_nan<float>() : (e1 ? 0.f : oacc[nt][3] / d1));
             }
         }
         if (p.has_lse && t4 == 0) {

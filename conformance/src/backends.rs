@@ -1,7 +1,21 @@
 //! The backends compiled into this build, constructed by name so that one process can compare
 //! them side by side.
 
+use std::sync::OnceLock;
+
+use seq_accel_cuda::CudaBackend;
 use seqcore::{Allocate, Reference};
+
+/// The CUDA backend on device 0, made once per process (its kernels compile once), or why not.
+fn cuda() -> &'static Result<CudaBackend, String> {
+    static CUDA: OnceLock<Result<CudaBackend, String>> = OnceLock::new();
+    CUDA.get_or_init(|| {
+        CudaBackend::new(0).map_err(|e| match e {
+            seqcore::Error::Unavailable { reason, .. } => reason.to_string(),
+            other => other.to_string(),
+        })
+    })
+}
 
 /// A compiled-in backend and whether it can run here.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,10 +36,16 @@ pub trait Visit {
 
 /// Every backend compiled in, available or not, in report order.
 pub fn compiled() -> Vec<Available> {
-    vec![Available {
-        name: "reference",
-        status: Ok(()),
-    }]
+    vec![
+        Available {
+            name: "reference",
+            status: Ok(()),
+        },
+        Available {
+            name: "cuda",
+            status: cuda().as_ref().map(|_| ()).map_err(Clone::clone),
+        },
+    ]
 }
 
 /// Calls `v` with the backend called `name`.
@@ -35,6 +55,10 @@ pub fn compiled() -> Vec<Available> {
 pub fn with<V: Visit>(name: &str, v: &mut V) -> Result<V::Out, String> {
     match name {
         "reference" => Ok(v.visit(&Reference)),
+        "cuda" => match cuda() {
+            Ok(b) => Ok(v.visit(b)),
+            Err(why) => Err(format!("backend `cuda` is unavailable: {why}")),
+        },
         _ => Err(format!(
             "no backend `{name}` in this build (compiled in: {})",
             compiled()

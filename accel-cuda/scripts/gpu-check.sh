@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Builds everything the GPU check needs, here (no GPU needed), into accel-cuda/gpu-bundle/
+# (git-ignored; release, no debug info, stripped), with a runner for the GPU machine.
+#
+#   accel-cuda/scripts/gpu-check.sh            # here: build the bundle
+#   bash accel-cuda/gpu-bundle/run-on-gpu.sh   # on the GPU machine, from the repo root
+#
+# The GPU machine needs no Rust and no network: only the NVIDIA driver and PyTorch's CUDA pip
+# packages (NVRTC comes from there). The runner prints the device and driver, then runs the
+# crate's test binaries, `seq-conformance report --backend cuda`, `seq-conformance vectors
+# --backend cuda` over every vector file (the repo's and copies of the shared examples), and the
+# perf cases next to PyTorch's, each step under its own timeout (560 s in all; a normal run takes
+# 3 to 5 minutes).
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+root="$(cd "$here/.." && pwd)"
+bundle="$here/gpu-bundle"
+export CARGO_TARGET_DIR="${SEQ_BUNDLE_TARGET:-/work/target-cuda-bundle}"
+export CARGO_PROFILE_RELEASE_DEBUG=false
+export CARGO_PROFILE_RELEASE_STRIP=true
+cd "$root"
+rm -rf "$bundle"
+mkdir -p "$bundle/bin" "$bundle/vectors/conformance" "$bundle/vectors/shared"
+
+json="$(mktemp)"
+cargo build --release -p seq-conformance --bin seq-conformance
+cp "$CARGO_TARGET_DIR/release/seq-conformance" "$bundle/bin/"
+cargo test --release -p seq-accel-cuda --no-run --message-format=json >"$json"
+cargo build --release -p seq-accel-cuda --examples --message-format=json >>"$json"
+python3 - "$json" "$bundle/bin" <<'PY'
+import json, shutil, sys, os
+out = sys.argv[2]
+for line in open(sys.argv[1]):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    exe = m.get("executable") if m.get("reason") == "compiler-artifact" else None
+    if not exe:
+        continue
+    t = m["target"]
+    kind = t["kind"][0]
+    name = {"test": "test-" + t["name"], "lib": "test-lib", "example": "example-" + t["name"]}.get(kind)
+    if name is None:
+        continue
+    shutil.copy(exe, os.path.join(out, name))
+    print("bundled", name)
+PY
+rm -f "$json"
+cp conformance/vectors/*.json "$bundle/vectors/conformance/"
+if [ -d ../shared/vectors/examples ]; then
+    cp ../shared/vectors/examples/*.json "$bundle/vectors/shared/"
+fi
+cp "$here/scripts/cuda-libs.sh" "$here/scripts/torch_peers.py" "$bundle/"
+
+cat >"$bundle/run-on-gpu.sh" <<'RUN'
+#!/usr/bin/env bash
+# Runs the seq CUDA checks on a GPU machine from the bundle made by accel-cuda/scripts/gpu-check.sh.
+# Every step has its own timeout; a failing step does not stop the others. Output goes to the
+# terminal and to $OUT/gpu-check.log (or ./gpu-check.log).
+b="$(cd "$(dirname "$0")" && pwd)"
+log="${OUT:-.}/gpu-check.log"
+exec > >(tee "$log") 2>&1
+step() { local t="$1"; shift; echo; echo "=== $* (timeout ${t}s) ==="; local s=$SECONDS; timeout --kill-after=5 "$t" "$@"; local rc=$?; echo "=== rc=$rc in $((SECONDS - s))s: $1"; return 0; }
+echo "=== seq CUDA check, $(date -u +%Y-%m-%dT%H:%MZ)"
+nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv || true
+nvidia-smi | head -4 | tail -2 || true
+source "$b/cuda-libs.sh"
+# The first process compiles the kernels (NVRTC, to a CUBIN for this GPU) and caches the CUBIN
+# in $SEQ_CUDA_CACHE_DIR; the later ones load it. (test-nvrtc_compile is for machines without a
+# GPU: here every kernel is compiled by the backend itself.)
+export SEQ_CUDA_CACHE_DIR="${TMPDIR:-/tmp}/seq-accel-cuda-cache"
+# Every kernel with the generic attention path first: a device fault in the tensor-core path (a
+# sticky CUDA error that ends the process's context) cannot take the other rows with it.
+SEQ_CUDA_ATTENTION=generic step 140 "$b/bin/seq-conformance" report --backend cuda
+SEQ_CUDA_ATTENTION=generic step 40 "$b/bin/seq-conformance" vectors --backend cuda "$b"/vectors/conformance/*.json "$b"/vectors/shared/*.json
+# The attention rows and vectors again, on the tensor-core path (f16/bf16 calls it takes).
+step 80 "$b/bin/seq-conformance" report --backend cuda --filter 'sdpa|kv_cache|attention_merge'
+step 40 "$b/bin/seq-conformance" vectors --backend cuda "$b"/vectors/conformance/sdpa.json "$b"/vectors/shared/sdpa.json
+step 110 "$b/bin/test-gpu" --test-threads=4
+step 75 "$b/bin/example-perf" "${OUT:-.}/seq-perf.json"
+step 75 python3 "$b/torch_peers.py" "${OUT:-.}/seq-perf.json"
+echo "=== done in ${SECONDS}s"
+RUN
+chmod +x "$bundle/run-on-gpu.sh"
+du -sh "$bundle"
+ls -la "$bundle/bin"

@@ -1,0 +1,250 @@
+// Tensor-core flash attention forward for f16 / bf16 (Dao 2023, FlashAttention-2: a block of 64
+// query rows, 16 per warp, loops over tiles of 64 keys; S = Q K^T and O += P V on
+// `mma.sync.m16n8k16` with f32 accumulation; online softmax in f32 registers).
+//
+// Same semantics as `attention.cu` for the calls it takes (no key mask, no bias, no soft cap;
+// head_dim = value_dim = 64 or 128; unit stride along the features): scale, causal / window
+// ranges, GQA, lse, fully hidden rows (zeros, -inf), NaN rows. P is carried into the P V product
+// as a sum of NS values of the element type (NS = 2 for f16, 3 for bf16; f16 weights scaled by
+// 2^14 first, so they stay normal), so the weights keep about f32's precision (relative 2^-22 /
+// 2^-24) instead of being rounded to the element type.
+// One difference to the generic kernel: a NaN or infinity in `v` of a key that the causal or
+// window mask hides from some rows of a 64-row tile but not from others reaches those rows
+// (0 * NaN inside the tensor-core product); the generic kernel never reads hidden keys.
+
+#define FBM 64
+#define FBN 64
+#define LOG2E_F 1.4426950408889634f
+
+struct alignas(16) v16b { u32 x, y, z, w; };
+
+template <typename T> __device__ __forceinline__ u16 bits_of(float f);
+template <> __device__ __forceinline__ u16 bits_of<h16>(float f) { return f_to_h16(f); }
+template <> __device__ __forceinline__ u16 bits_of<b16>(float f) { return f_to_b16(f); }
+template <typename T> __device__ __forceinline__ float float_of(u16 b);
+template <> __device__ __forceinline__ float float_of<h16>(u16 b) { return h16_to_f(b); }
+template <> __device__ __forceinline__ float float_of<b16>(u16 b) { return b16_to_f(b); }
+
+template <typename T> __device__ __forceinline__ void mma16816(float* c, const u32* a, const u32* b);
+template <> __device__ __forceinline__ void mma16816<h16>(float* c, const u32* a, const u32* b) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+template <> __device__ __forceinline__ void mma16816<b16>(float* c, const u32* a, const u32* b) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+// Two floats as a packed pair of T (low half: `lo`), rounding each to nearest; `lo` and `hi`
+// become the rounding residuals.
+template <typename T> __device__ __forceinline__ u32 pack_split(float& lo, float& hi) {
+    u16 a = bits_of<T>(lo), b = bits_of<T>(hi);
+    lo -= float_of<T>(a);
+    hi -= float_of<T>(b);
+    return (u32)a | ((u32)b << 16);
+}
+
+// P is scaled by PS before it is split (f16: 2^14, so that weights down to 2^-28 stay normal
+// f16 numbers and keep their relative precision; bf16 has f32's range: 1); O is divided by it.
+template <typename T> struct PScale;
+template <> struct PScale<h16> { static constexpr float v = 16384.f; };
+template <> struct PScale<b16> { static constexpr float v = 1.f; };
+
+template <typename T, int D, int NS>
+__device__ void flash_k(const T* q_, const T* k_, const T* v_, T* o, float* lse, AttnP p) {
+    constexpr int KP = D + 8;    // K tile row pitch (elements)
+    constexpr int VP = FBN + 8;  // transposed V tile row pitch
+    __shared__ alignas(16) u16 ks[FBN * KP];
+    __shared__ alignas(16) u16 vt[D * VP];
+    const u16* q = reinterpret_cast<const u16*>(q_);
+    const u16* k = reinterpret_cast<const u16*>(k_);
+    const u16* v = reinterpret_cast<const u16*>(v_);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, t4 = lane & 3;
+    const float NEG_INF = -m_inf<float>();
+    const float scale = (float)p.scale;
+    const i64 qtiles = (p.lq + FBM - 1) / FBM;
+    const i64 group = p.hq / p.hkv;
+    for (i64 bh = blockIdx.y; bh < p.batch * p.hq; bh += gridDim.y)
+    for (i64 qt = blockIdx.x; qt < qtiles; qt += gridDim.x) {
+        const i64 b = bh / p.hq, h = bh % p.hq, gk = h / group;
+        const i64 i0 = qt * FBM;
+        const i64 r0 = i0 + warp * 16 + g, r1 = r0 + 8;
+        i64 lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
+        if (r0 < p.lq) key_range(p, r0, &lo0, &hi0);
+        if (r1 < p.lq) key_range(p, r1, &lo1, &hi1);
+        // Both ends of the key range grow with the row: the block needs [lo(i0), hi(last)).
+        i64 last = i0 + FBM - 1;
+        if (last >= p.lq) last = p.lq - 1;
+        i64 kbeg, unused, unused2, kend;
+        key_range(p, i0, &kbeg, &unused);
+        key_range(p, last, &unused2, &kend);
+
+        const i64 qb = p.q.off + b * p.q.stride[0] + h * p.q.stride[1];
+        u32 qf[D / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+            const int c = kk * 16 + t4 * 2;
+            qf[kk][0] = r0 < p.lq ? *reinterpret_cast<const u32*>(q + qb + r0 * p.q.stride[2] + c) : 0u;
+            qf[kk][1] = r1 < p.lq ? *reinterpret_cast<const u32*>(q + qb + r1 * p.q.stride[2] + c) : 0u;
+            qf[kk][2] = r0 < p.lq ? *reinterpret_cast<const u32*>(q + qb + r0 * p.q.stride[2] + c + 8) : 0u;
+            qf[kk][3] = r1 < p.lq ? *reinterpret_cast<const u32*>(q + qb + r1 * p.q.stride[2] + c + 8) : 0u;
+        }
+        float oacc[D / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < D / 8; ++nt) oacc[nt][0] = oacc[nt][1] = oacc[nt][2] = oacc[nt][3] = 0.f;
+        float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
+        int nan0 = 0, nan1 = 0;
+        const i64 kbase = p.k.off + b * p.k.stride[0] + gk * p.k.stride[1];
+        const i64 vbase = p.v.off + b * p.v.stride[0] + gk * p.v.stride[1];
+
+        for (i64 kt = (kbeg / FBN) * FBN; kt < kend; kt += FBN) {
+            __syncthreads();
+            for (int e = tid; e < FBN * D / 8; e += blockDim.x) {
+                // Consecutive threads take consecutive keys: the transposed stores into `vt`
+                // then hit consecutive shared-memory addresses (no bank conflicts).
+                const int row = e % FBN, c8 = (e / FBN) * 8;
+                const i64 j = kt + row;
+                v16b kv = {0u, 0u, 0u, 0u}, vv = {0u, 0u, 0u, 0u};
+                if (j < p.lk) {
+                    kv = *reinterpret_cast<const v16b*>(k + kbase + j * p.k.stride[2] + c8);
+                    vv = *reinterpret_cast<const v16b*>(v + vbase + j * p.v.stride[2] + c8);
+                }
+                *reinterpret_cast<v16b*>(&ks[row * KP + c8]) = kv;
+                const u16* vh = reinterpret_cast<const u16*>(&vv);
+#pragma unroll
+                for (int t = 0; t < 8; ++t) vt[(c8 + t) * VP + row] = vh[t];
+            }
+            __syncthreads();
+
+            float s[FBN / 8][4];
+#pragma unroll
+            for (int nt = 0; nt < FBN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+                for (int nt = 0; nt < FBN / 8; ++nt) {
+                    const u16* kr = &ks[(nt * 8 + g) * KP + kk * 16 + t4 * 2];
+                    u32 bf[2];
+                    bf[0] = *reinterpret_cast<const u32*>(kr);
+                    bf[1] = *reinterpret_cast<const u32*>(kr + 8);
+                    mma16816<T>(s[nt], qf[kk], bf);
+                }
+            }
+            // Scale, hide, find the row maxima.
+            float mx0 = NEG_INF, mx1 = NEG_INF;
+#pragma unroll
+            for (int nt = 0; nt < FBN / 8; ++nt) {
+#pragma unroll
+                for (int c = 0; c < 4; ++c) {
+                    const i64 j = kt + nt * 8 + t4 * 2 + (c & 1);
+                    const bool second = c >= 2;
+                    const i64 lo = second ? lo1 : lo0, hi = second ? hi1 : hi0;
+                    float x = scale * s[nt][c];
+                    if (j < lo || j >= hi) {
+                        x = NEG_INF;
+                    } else if (isnan(x)) {
+                        if (second) nan1 = 1; else nan0 = 1;
+                    }
+                    s[nt][c] = x;
+                    if (second) { if (x > mx1) mx1 = x; } else { if (x > mx0) mx0 = x; }
+                }
+            }
+#pragma unroll
+            for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+                float t0 = __shfl_xor_sync(0xffffffffu, mx0, o2);
+                float t1 = __shfl_xor_sync(0xffffffffu, mx1, o2);
+                if (t0 > mx0) mx0 = t0;
+                if (t1 > mx1) mx1 = t1;
+            }
+            const float mn0 = mx0 > m0 ? mx0 : m0, mn1 = mx1 > m1 ? mx1 : m1;
+            // m = -inf (nothing seen yet) gives alpha 0, acc and l being 0; a row with nothing
+            // visible so far keeps alpha 1 and adds nothing.
+            const float a0 = mn0 == NEG_INF ? 1.f : exp2f((m0 - mn0) * LOG2E_F);
+            const float a1 = mn1 == NEG_INF ? 1.f : exp2f((m1 - mn1) * LOG2E_F);
+            m0 = mn0;
+            m1 = mn1;
+            l0 *= a0;
+            l1 *= a1;
+#pragma unroll
+            for (int nt = 0; nt < D / 8; ++nt) {
+                oacc[nt][0] *= a0; oacc[nt][1] *= a0;
+                oacc[nt][2] *= a1; oacc[nt][3] *= a1;
+            }
+#pragma unroll
+            for (int nt = 0; nt < FBN / 8; ++nt) {
+#pragma unroll
+                for (int c = 0; c < 4; ++c) {
+                    const float m = c >= 2 ? m1 : m0;
+                    const float x = s[nt][c];
+                    const float pr = x == NEG_INF ? 0.f : exp2f((x - m) * LOG2E_F);
+                    s[nt][c] = pr * PScale<T>::v;
+                    if (c >= 2) l1 += pr; else l0 += pr;
+                }
+            }
+            // O += P V, P as NS terms of T.
+#pragma unroll
+            for (int kk = 0; kk < FBN / 16; ++kk) {
+#pragma unroll
+                for (int term = 0; term < NS; ++term) {
+                    u32 af[4];
+                    af[0] = pack_split<T>(s[2 * kk][0], s[2 * kk][1]);
+                    af[1] = pack_split<T>(s[2 * kk][2], s[2 * kk][3]);
+                    af[2] = pack_split<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                    af[3] = pack_split<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+                    for (int nt = 0; nt < D / 8; ++nt) {
+                        const u16* vr = &vt[(nt * 8 + g) * VP + kk * 16 + t4 * 2];
+                        u32 bf[2];
+                        bf[0] = *reinterpret_cast<const u32*>(vr);
+                        bf[1] = *reinterpret_cast<const u32*>(vr + 8);
+                        mma16816<T>(oacc[nt], af, bf);
+                    }
+                }
+            }
+        }
+        // Row sums and NaN flags over the four threads of each row.
+#pragma unroll
+        for (int o2 = 1; o2 <= 2; o2 <<= 1) {
+            l0 += __shfl_xor_sync(0xffffffffu, l0, o2);
+            l1 += __shfl_xor_sync(0xffffffffu, l1, o2);
+            nan0 |= __shfl_xor_sync(0xffffffffu, nan0, o2);
+            nan1 |= __shfl_xor_sync(0xffffffffu, nan1, o2);
+        }
+        const i64 ob = p.o.off + b * p.o.stride[0] + h * p.o.stride[1];
+        T* o0 = o + ob + r0 * p.o.stride[2];
+        T* o1 = o + ob + r1 * p.o.stride[2];
+        const bool e0 = !nan0 && l0 == 0.f, e1 = !nan1 && l1 == 0.f;
+        const float d0 = l0 * PScale<T>::v, d1 = l1 * PScale<T>::v;
+#pragma unroll
+        for (int nt = 0; nt < D / 8; ++nt) {
+            const int c = nt * 8 + t4 * 2;
+            if (r0 < p.lq) {
+                o0[c] = El<T>::from_acc(nan0 ? m_nan<float>() : (e0 ? 0.f : oacc[nt][0] / d0));
+                o0[c + 1] = El<T>::from_acc(nan0 ? m_nan<float>() : (e0 ? 0.f : oacc[nt][1] / d0));
+            }
+            if (r1 < p.lq) {
+                o1[c] = El<T>::from_acc(nan1 ? m_nan<float>() : (e1 ? 0.f : oacc[nt][2] / d1));
+                o1[c + 1] = El<T>::from_acc(nan1 ? m_nan<float>() : (e1 ? 0.f : oacc[nt][3] / d1));
+            }
+        }
+        if (p.has_lse && t4 == 0) {
+            const i64 lb = p.lse.off + b * p.lse.stride[0] + h * p.lse.stride[1];
+            if (r0 < p.lq) lse[lb + r0 * p.lse.stride[2]] = nan0 ? m_nan<float>() : (e0 ? NEG_INF : m0 + logf(l0));
+            if (r1 < p.lq) lse[lb + r1 * p.lse.stride[2]] = nan1 ? m_nan<float>() : (e1 ? NEG_INF : m1 + logf(l1));
+        }
+    }
+}
+
+#define FLASH(T, N, D, NS) \
+    extern "C" __global__ void __launch_bounds__(128) flash_##N##_d##D(const T* q, const T* k, const T* v, T* o, float* lse, AttnP p) { flash_k<T, D, NS>(q, k, v, o, lse, p); }
+FLASH(h16, f16, 64, 2)
+FLASH(h16, f16, 128, 2)
+FLASH(b16, bf16, 64, 3)
+FLASH(b16, bf16, 128, 3)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 use seq_conformance::backends::{self, Visit};
 use seq_conformance::perf::{self, Peak};
-use seq_conformance::{Config, Report, Row, check_backend, vectors};
+use seq_conformance::{Config, Failure, Report, Row, check_backend, vectors};
 use seqcore::Allocate;
 use serde_json::json;
 
@@ -137,10 +137,12 @@ fn run_suite(args: &Args, mut config: Config, perf_mode: bool) -> Result<bool, S
     } else {
         print_table(&peak, &rows, perf_mode);
         let failed = rows.iter().filter(|r| !r.passed()).count();
+        let unsupported = rows.iter().filter(|r| r.is_unsupported()).count();
         println!(
-            "\n{} rows, {} passed, {} failed ({:.1} s)",
+            "\n{} rows, {} passed, {} unsupported by the backend, {} failed ({:.1} s)",
             rows.len(),
-            rows.len() - failed,
+            rows.len() - failed - unsupported,
+            unsupported,
             failed,
             t0.elapsed().as_secs_f64()
         );
@@ -182,7 +184,12 @@ fn print_table(peak: &Peak, rows: &[Row], perf_mode: bool) {
             Some(t) => (
                 format!("{:.3}", t.rate()),
                 t.unit(),
-                format!("{:.2}", 100.0 * t.fraction(peak)),
+                // the host's peak says nothing of a device's speed
+                if r.on_host {
+                    format!("{:.2}", 100.0 * t.fraction(peak))
+                } else {
+                    "-".into()
+                },
                 t.size.clone(),
                 format!("{:.3e} s", t.seconds),
             ),
@@ -195,7 +202,13 @@ fn print_table(peak: &Peak, rows: &[Row], perf_mode: bool) {
                 r.kernel, r.backend, r.dtype, size, secs, rate, unit, frac
             );
         } else {
-            let verdict = if r.passed() { "pass" } else { "FAIL" };
+            let verdict = if !r.passed() {
+                "FAIL"
+            } else if r.is_unsupported() {
+                "unsup"
+            } else {
+                "pass"
+            };
             let _ = writeln!(
                 out,
                 "{:<12} {:<10} {:<5} {:>6} {:<5} {:>10.2e} {:>10.2e} {:>8.2} {:>10} {:<8} {:>7}",
@@ -233,13 +246,14 @@ fn to_json(peak: &Peak, rows: &[Row], perf_mode: bool) -> serde_json::Value {
                 "cases": r.cases,
                 "failed": r.failed,
                 "passed": r.passed(),
+                "unsupported": r.unsupported,
                 "nmse": r.agreement.nmse,
                 "max_abs": r.agreement.max_abs,
                 "worst_ratio": r.agreement.worst_ratio,
                 "first_failure": r.first_failure.as_ref().map(|(c, f)| json!({"case": c, "why": f.to_string()})),
                 "timing": r.timing.as_ref().map(|t| json!({
                     "size": t.size, "seconds": t.seconds, "calls": t.calls,
-                    "rate": t.rate(), "unit": t.unit(), "fraction_of_peak": t.fraction(peak),
+                    "rate": t.rate(), "unit": t.unit(), "fraction_of_peak": r.on_host.then(|| t.fraction(peak)),
                 })),
             })
         })
@@ -254,9 +268,9 @@ fn to_json(peak: &Peak, rows: &[Row], perf_mode: bool) -> serde_json::Value {
 struct RunVectors<'a>(&'a [vectors::Entry]);
 
 impl Visit for RunVectors<'_> {
-    type Out = (usize, usize);
-    fn visit<B: Allocate>(&mut self, b: &B) -> (usize, usize) {
-        let (mut pass, mut fail) = (0, 0);
+    type Out = (usize, usize, usize);
+    fn visit<B: Allocate>(&mut self, b: &B) -> (usize, usize, usize) {
+        let (mut pass, mut fail, mut skip) = (0, 0, 0);
         for e in self.0 {
             let outcome = e
                 .case
@@ -275,6 +289,14 @@ impl Visit for RunVectors<'_> {
                         a.worst_ratio
                     );
                 }
+                Err(Failure::Kernel(seqcore::Error::Unsupported { op, .. })) => {
+                    skip += 1;
+                    println!(
+                        "SKIP {} [{} {dtype}]: the backend does not support `{op}`",
+                        e.id,
+                        b.name()
+                    );
+                }
                 Err(f) => {
                     fail += 1;
                     println!(
@@ -286,7 +308,7 @@ impl Visit for RunVectors<'_> {
                 }
             }
         }
-        (pass, fail)
+        (pass, fail, skip)
     }
 }
 
@@ -295,12 +317,17 @@ fn run_vectors(args: &Args) -> Result<bool, String> {
         return Err(format!("vectors needs at least one PATH\n{USAGE}"));
     }
     let entries: Vec<_> = args.paths.iter().flat_map(|p| vectors::load(p)).collect();
-    let (mut pass, mut fail) = (0, 0);
+    let (mut pass, mut fail, mut skip) = (0, 0, 0);
     for name in backends::selected(args.backend.as_deref())? {
-        let (p, f) = backends::with(name, &mut RunVectors(&entries))?;
+        let (p, f, s) = backends::with(name, &mut RunVectors(&entries))?;
         pass += p;
         fail += f;
+        skip += s;
     }
-    println!("{pass} passed, {fail} failed");
+    if skip > 0 {
+        println!("{pass} passed, {skip} skipped (unsupported by the backend), {fail} failed");
+    } else {
+        println!("{pass} passed, {fail} failed");
+    }
     Ok(fail == 0 && pass > 0)
 }

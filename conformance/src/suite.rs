@@ -106,6 +106,13 @@ pub struct Row {
     pub agreement: Agreement,
     /// The first failure: the case (its `Debug` form, shortened) and why.
     pub first_failure: Option<(String, Failure)>,
+    /// The operation the backend answered [`seqcore::Error::Unsupported`] for, when it did: an
+    /// optional capability it lacks (DESIGN: never a wrong result). Such cases are neither passed
+    /// nor failed; a row whose every case was unsupported is reported `unsup`.
+    pub unsupported: Option<&'static str>,
+    /// True when the backend's memory is host memory ([`seqcore::Backend::host`]): only then is
+    /// a timing compared with the host's measured peak.
+    pub on_host: bool,
     /// Speed, when timed.
     pub timing: Option<Timing>,
 }
@@ -114,6 +121,16 @@ impl Row {
     /// True when every case passed.
     pub fn passed(&self) -> bool {
         self.failed == 0
+    }
+
+    /// True when the backend answered `Unsupported` for this row's kernel and no case ran.
+    pub fn is_unsupported(&self) -> bool {
+        self.cases == 0 && self.unsupported.is_some()
+    }
+
+    /// Marks the row's kernel as one the backend does not support (`op`).
+    pub(crate) fn mark_unsupported(&mut self, op: &'static str) {
+        self.unsupported = Some(op);
     }
 }
 
@@ -182,11 +199,19 @@ impl Row {
             failed: 0,
             agreement: Agreement::default(),
             first_failure: None,
+            unsupported: None,
+            on_host: b
+                .alloc::<u8>(0)
+                .is_ok_and(|m| B::host(core::borrow::Borrow::borrow(&m)).is_some()),
             timing: None,
         }
     }
 
     pub(crate) fn add<C: core::fmt::Debug>(&mut self, case: &C, r: Result<Agreement, Failure>) {
+        if let Err(Failure::Kernel(seqcore::Error::Unsupported { op, .. })) = r {
+            self.mark_unsupported(op);
+            return;
+        }
         self.cases += 1;
         match r {
             Ok(a) => self.agreement = self.agreement.worst(a),

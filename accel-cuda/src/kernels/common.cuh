@@ -38,7 +38,13 @@ __device__ __forceinline__ float h16_to_f(u16 b) {
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(b));
     return f;
 }
+// NaN keeps its sign and the top of its payload, quiet bit set (as the `half` crate, the
+// reference's conversion; PTX `cvt` would give the canonical 0x7fff).
 __device__ __forceinline__ u16 f_to_h16(float f) {
+    u32 u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        return (u16)(((u >> 16) & 0x8000u) | 0x7e00u | ((u & 0x007fffffu) >> 13));
+    }
     u16 b;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(b) : "f"(f));
     return b;

@@ -114,7 +114,9 @@ fn fused_rows<B: Allocate, T: Element>(
     const FUSED: [&str; 3] = ["sdpa", "kv_cache", "attention_merge"];
     if unsupported::<B, T>(b) {
         for kernel in FUSED.into_iter().filter(|k| config.wants(k)) {
-            rows.push(Row::new::<B, T>(b, kernel));
+            let mut row = Row::new::<B, T>(b, kernel);
+            row.mark_unsupported("attention");
+            rows.push(row);
         }
         return;
     }

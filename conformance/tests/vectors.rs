@@ -182,10 +182,9 @@ fn shared_examples_pass_or_name_the_unknown_mechanism() {
         }
     }
     assert!(ran > 0, "no shared example of a mechanism this build runs");
-    assert!(
-        refused > 0,
-        "no shared example of a mechanism this build lacks"
-    );
+    // Every mechanism of the shared examples has landed; an example of a new mechanism is refused
+    // with a one-line reason naming it (checked above) until its crate runs it.
+    let _ = refused;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -868,10 +867,8 @@ fn param_value() -> impl Strategy<Value = Value> {
 }
 
 fn params() -> impl Strategy<Value = Value> {
-    let keys = prop::sample::subsequence(
-        vec!["k", "op", "alpha", "beta", "theta", "kind", "temperature"],
-        0..7,
-    );
+    // seqcore's mechanisms' parameters: the random cases are drawn from those mechanisms
+    let keys = prop::sample::subsequence(vec!["k", "op", "alpha", "beta", "theta"], 0..5);
     prop_oneof![
         8 => keys.prop_flat_map(|keys| {
             prop::collection::vec(param_value(), keys.len()).prop_map(move |vs| {

@@ -558,14 +558,8 @@ pub trait Backend {
     ) -> Result<()> {
         use crate::portable::{host_view, host_view_mut};
         const OP: &str = "kd_loss";
-        let mask = match mask {
-            Some(m) => Some(host_view(self, OP, m)?),
-            None => None,
-        };
-        let grad = match grad {
-            Some(g) => Some(host_view_mut(self, OP, g)?),
-            None => None,
-        };
+        let mask = mask.map(|m| host_view(self, OP, m)).transpose()?;
+        let grad = grad.map(|g| host_view_mut(self, OP, g)).transpose()?;
         crate::portable::kd_loss::kd_loss(
             cfg,
             host_view(self, OP, teacher)?,
@@ -596,18 +590,9 @@ pub trait Backend {
     ) -> Result<()> {
         use crate::portable::{host_view, host_view_mut};
         const OP: &str = "kd_loss_sparse";
-        let tail = match tail {
-            Some(t) => Some(host_view(self, OP, t)?),
-            None => None,
-        };
-        let mask = match mask {
-            Some(m) => Some(host_view(self, OP, m)?),
-            None => None,
-        };
-        let grad = match grad {
-            Some(g) => Some(host_view_mut(self, OP, g)?),
-            None => None,
-        };
+        let tail = tail.map(|t| host_view(self, OP, t)).transpose()?;
+        let mask = mask.map(|m| host_view(self, OP, m)).transpose()?;
+        let grad = grad.map(|g| host_view_mut(self, OP, g)).transpose()?;
         crate::portable::kd_loss::kd_loss_sparse(
             cfg,
             host_view(self, OP, values)?,
@@ -636,10 +621,7 @@ pub trait Backend {
     ) -> Result<()> {
         use crate::portable::{host_view, host_view_mut};
         const OP: &str = "cross_entropy";
-        let grad = match grad {
-            Some(g) => Some(host_view_mut(self, OP, g)?),
-            None => None,
-        };
+        let grad = grad.map(|g| host_view_mut(self, OP, g)).transpose()?;
         crate::portable::kd_loss::cross_entropy(
             cfg,
             host_view(self, OP, logits)?,

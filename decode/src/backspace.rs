@@ -16,7 +16,7 @@ use crate::processors::Processors;
 use crate::rng::Xoshiro256;
 use crate::rows::{at, at_mut};
 use crate::sampling::draw;
-use crate::workspace::{Workspace, WorkspaceLen, add, take, tok};
+use crate::workspace::{Workspace, WorkspaceLen, take, tok};
 
 /// Backspace decoding configuration.
 #[derive(Clone, Copy, Debug)]
@@ -54,14 +54,7 @@ impl BackspaceDecoding<'_> {
     /// # Errors
     /// [`Error::Overflow`] when the sizes overflow.
     pub fn workspace_len(&self, vocab: usize, prompt_len: usize) -> Result<WorkspaceLen> {
-        Ok(WorkspaceLen {
-            f32s: add(vocab, vocab, "vocab")?,
-            u32s: add(
-                add(prompt_len, self.max_new_tokens, "max_new_tokens")?,
-                vocab,
-                "vocab",
-            )?,
-        })
+        crate::sampling::one_sequence_workspace_len(vocab, prompt_len, self.max_new_tokens)
     }
 
     /// Decodes from `prompt` into `out` (at least `max_new_tokens`). Allocates nothing.

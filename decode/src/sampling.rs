@@ -64,20 +64,30 @@ pub(crate) fn draw(p: &[f32], u: f64) -> Option<usize> {
     last
 }
 
+/// Scratch of a decoder that grows one sequence: two vocabulary-sized f32 rows, and the tokens so
+/// far plus a vocabulary-sized index row.
+pub(crate) fn one_sequence_workspace_len(
+    vocab: usize,
+    prompt_len: usize,
+    max_new_tokens: usize,
+) -> Result<WorkspaceLen> {
+    Ok(WorkspaceLen {
+        f32s: add(vocab, vocab, "vocab")?,
+        u32s: add(
+            add(prompt_len, max_new_tokens, "max_new_tokens")?,
+            vocab,
+            "vocab",
+        )?,
+    })
+}
+
 impl Sampling<'_> {
     /// Scratch for a vocabulary of `vocab` and a prompt of `prompt_len` tokens.
     ///
     /// # Errors
     /// [`Error::Overflow`] when the sizes overflow.
     pub fn workspace_len(&self, vocab: usize, prompt_len: usize) -> Result<WorkspaceLen> {
-        Ok(WorkspaceLen {
-            f32s: add(vocab, vocab, "vocab")?,
-            u32s: add(
-                add(prompt_len, self.max_new_tokens, "max_new_tokens")?,
-                vocab,
-                "vocab",
-            )?,
-        })
+        one_sequence_workspace_len(vocab, prompt_len, self.max_new_tokens)
     }
 
     /// Decodes from `prompt`, writing the generated tokens to `out` (at least `max_new_tokens`

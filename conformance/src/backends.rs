@@ -4,7 +4,13 @@
 use std::sync::OnceLock;
 
 use seq_accel_cuda::CudaBackend;
+use seq_accel_simd::Simd;
 use seqcore::{Allocate, Reference};
+
+/// The SIMD backend at the build's level, or why this CPU cannot run it.
+fn simd() -> Result<Simd, String> {
+    Simd::new().map_err(|e| e.to_string())
+}
 
 /// The CUDA backend on device 0, made once per process (its kernels compile once), or why not.
 fn cuda() -> &'static Result<CudaBackend, String> {
@@ -42,6 +48,10 @@ pub fn compiled() -> Vec<Available> {
             status: Ok(()),
         },
         Available {
+            name: "simd",
+            status: simd().map(|_| ()),
+        },
+        Available {
             name: "cuda",
             status: cuda().as_ref().map(|_| ()).map_err(Clone::clone),
         },
@@ -55,6 +65,10 @@ pub fn compiled() -> Vec<Available> {
 pub fn with<V: Visit>(name: &str, v: &mut V) -> Result<V::Out, String> {
     match name {
         "reference" => Ok(v.visit(&Reference)),
+        "simd" => match simd() {
+            Ok(b) => Ok(v.visit(&b)),
+            Err(why) => Err(format!("backend `simd` is unavailable: {why}")),
+        },
         "cuda" => match cuda() {
             Ok(b) => Ok(v.visit(b)),
             Err(why) => Err(format!("backend `cuda` is unavailable: {why}")),

@@ -60,6 +60,8 @@ pub trait Vector<A>:
     fn load_or(s: &[A], fill: A) -> Self;
     /// Writes the first `min(s.len(), LANES)` lanes into `s`.
     fn store(self, s: &mut [A]);
+    /// `f` applied to each lane (the scalar fallback of a vector function).
+    fn map(self, f: impl Fn(A) -> A) -> Self;
 }
 
 macro_rules! vector {
@@ -101,6 +103,10 @@ macro_rules! vector {
                         <$v>::new(a)
                     }
                 }
+            }
+            #[inline(always)]
+            fn map(self, f: impl Fn($a) -> $a) -> Self {
+                <$v>::new(self.to_array().map(f))
             }
             #[inline(always)]
             fn store(self, s: &mut [$a]) {

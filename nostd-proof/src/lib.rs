@@ -13,10 +13,12 @@ pub mod distill;
 mod memory;
 pub mod rope;
 mod set_encoders;
+mod simd;
 mod ssm;
 
 pub use memory::memory_on_static_buffers;
 pub use set_encoders::structure_on_static_buffers;
+pub use simd::simd_on_static_buffers;
 pub use ssm::ssm_on_static_buffers;
 
 use seqcore::{Backend, Reduce, Reference, Result, SoftmaxKind, Unary, bf16, f16};

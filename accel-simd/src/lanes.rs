@@ -129,7 +129,7 @@ vector!(F64s, f64, F64_LANES);
 /// An accumulation type with its vector: f32 ([`F32s`]) or f64 ([`F64s`]).
 pub trait Lanes: Real {
     /// The build's vector of `Self`.
-    type V: Vector<Self>;
+    type V: Vector<Self> + crate::math::VMath<Self>;
     /// Lanes of [`Lanes::V`].
     const LANES: usize;
 }

@@ -62,6 +62,12 @@ pub trait Vector<A>:
     fn store(self, s: &mut [A]);
     /// `f` applied to each lane (the scalar fallback of a vector function).
     fn map(self, f: impl Fn(A) -> A) -> Self;
+    /// Lane-wise `if self == rhs { then } else { other }` (NaN equals nothing).
+    fn select_eq(self, rhs: Self, then: Self, other: Self) -> Self;
+    /// Lane-wise `if self > rhs { then } else { other }` (false where either is NaN).
+    fn select_gt(self, rhs: Self, then: Self, other: Self) -> Self;
+    /// Lane-wise absolute value.
+    fn abs(self) -> Self;
 }
 
 macro_rules! vector {
@@ -107,6 +113,18 @@ macro_rules! vector {
             #[inline(always)]
             fn map(self, f: impl Fn($a) -> $a) -> Self {
                 <$v>::new(self.to_array().map(f))
+            }
+            #[inline(always)]
+            fn select_eq(self, rhs: Self, then: Self, other: Self) -> Self {
+                self.simd_eq(rhs).select(then, other)
+            }
+            #[inline(always)]
+            fn select_gt(self, rhs: Self, then: Self, other: Self) -> Self {
+                self.simd_gt(rhs).select(then, other)
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                <$v>::abs(self)
             }
             #[inline(always)]
             fn store(self, s: &mut [$a]) {

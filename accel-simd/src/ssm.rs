@@ -1,7 +1,13 @@
 //! Diagonal state-space kernels (S4D; Gu et al. 2022): the recurrent scan, the FFT convolution
 //! and the Vandermonde kernel.
 //!
-//! Stub: the portable kernels until the vectorised ones land.
+//! - [`conv`]: the FFT convolution, real FFTs on `LANES` channels at once ([`fft`]);
+//! - [`scan`]: the recurrent mode, vectorised over the modes of a channel;
+//! - the Vandermonde kernel: the portable kernel (not vectorised yet).
+
+mod conv;
+mod fft;
+mod scan;
 
 use seqcore::{Backend, Element, Reference, Result, View, ViewMut};
 
@@ -15,11 +21,11 @@ pub(crate) fn scan<T: Element>(
     state: ViewMut<'_, Reference, T::Acc>,
     y: Option<ViewMut<'_, Reference, T>>,
 ) -> Result<()> {
-    Reference.ssm_scan::<T>(abar, bbar, c, d, u, state, y)
+    scan::scan::<T>(abar, bbar, c, d, u, state, y)
 }
 
 pub(crate) fn conv_workspace_len(h: usize, l: usize) -> Result<usize> {
-    Reference.ssm_conv_workspace_len(h, l)
+    conv::workspace_len(h, l)
 }
 
 pub(crate) fn conv<T: Element>(
@@ -29,7 +35,7 @@ pub(crate) fn conv<T: Element>(
     y: ViewMut<'_, Reference, T>,
     workspace: ViewMut<'_, Reference, T::Acc>,
 ) -> Result<()> {
-    Reference.ssm_conv::<T>(k, u, d, y, workspace)
+    conv::conv::<T>(k, u, d, y, workspace)
 }
 
 pub(crate) fn vandermonde<T: Element>(

@@ -135,10 +135,22 @@ const STORAGES: [(Storage, Storage); 2] = [
 ];
 
 /// Collects failures (all of them, so one run shows the pattern over lengths).
-#[derive(Default)]
-struct Failures(Vec<String>, usize);
+struct Failures(Vec<String>, usize, usize, usize);
 
 impl Failures {
+    /// Under Miri, where each call costs about a second, one call in `miri_stride` runs (a prime
+    /// that does not divide the loops' sizes, so the calls kept still spread over the
+    /// operations, dtypes, lengths and storages: about 25 per test).
+    fn new(miri_stride: usize) -> Failures {
+        Failures(Vec::new(), 0, 0, miri_stride)
+    }
+
+    /// Whether to run the next call: always natively, one in `miri_stride` under Miri.
+    fn want(&mut self) -> bool {
+        self.2 += 1;
+        !cfg!(miri) || self.2 % self.3 == 1
+    }
+
     fn check<T: Element>(&mut self, what: &str, n: usize, r: Result<Agreement, Failure>) {
         self.1 += 1;
         if let Err(f) = r {
@@ -148,7 +160,12 @@ impl Failures {
 
     #[track_caller]
     fn assert_none(self, what: &str) {
-        println!("{what}: {} calls, {} failed", self.1, self.0.len());
+        println!(
+            "{what}: {} calls (of {}), {} failed",
+            self.1,
+            self.2,
+            self.0.len()
+        );
         assert!(self.1 > 0, "{what}: no call ran");
         assert!(
             self.0.is_empty(),
@@ -189,6 +206,9 @@ fn unary_in<T: Element>(s: &Simd, f: &mut Failures) {
         for (i, &(sx, sy)) in STORAGES.iter().enumerate() {
             for fill in FILLS {
                 for op in unary_ops() {
+                    if !f.want() {
+                        continue;
+                    }
                     let case = elementwise::UnaryCase {
                         op,
                         x: tensor(&[ROWS, n], values(n, fill, 1), sx),
@@ -205,7 +225,7 @@ fn unary_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn unary_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::default();
+    let mut f = Failures::new(97);
     each_dtype!(unary_in(&s, &mut f));
     f.assert_none("unary");
 }
@@ -229,6 +249,9 @@ fn binary_in<T: Element>(s: &Simd, f: &mut Failures) {
                     )
                     .unwrap();
                     for b in [b_full, b_bcast] {
+                        if !f.want() {
+                            continue;
+                        }
                         let case = elementwise::BinaryCase {
                             op,
                             a: a.clone(),
@@ -247,7 +270,7 @@ fn binary_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn binary_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::default();
+    let mut f = Failures::new(71);
     each_dtype!(binary_in(&s, &mut f));
     f.assert_none("binary");
 }
@@ -263,6 +286,9 @@ fn cast_to<S: Element, D: Element>(s: &Simd, f: &mut Failures) {
     for n in ns {
         for (i, &(sx, sy)) in STORAGES.iter().enumerate() {
             for fill in FILLS {
+                if !f.want() {
+                    continue;
+                }
                 let x = tensor(&[ROWS, n], values(n, fill, 5), sx);
                 let what = format!("cast {}->{} {fill:?} storage#{i}", S::DTYPE, D::DTYPE);
                 f.check::<S>(&what, n, elementwise::check_cast::<Simd, S, D>(s, &x, sy));
@@ -281,7 +307,7 @@ fn cast_from<S: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn cast_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::default();
+    let mut f = Failures::new(23);
     each_dtype!(cast_from(&s, &mut f));
     f.assert_none("cast");
 }
@@ -307,6 +333,9 @@ fn softmax_in<T: Element>(s: &Simd, f: &mut Failures) {
                         .collect();
                     for mask in [None, Some(tensor(&[ROWS, n], mvals, sx))] {
                         let masked = mask.is_some();
+                        if !f.want() {
+                            continue;
+                        }
                         let case = softmax::Case {
                             kind,
                             x: tensor(&[ROWS, n], values(n, fill, 6), sx),
@@ -325,7 +354,7 @@ fn softmax_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn softmax_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::default();
+    let mut f = Failures::new(23);
     each_dtype!(softmax_in(&s, &mut f));
     f.assert_none("softmax");
 }
@@ -337,6 +366,9 @@ fn reduce_in<T: Element>(s: &Simd, f: &mut Failures) {
                 for op in Reduce::ALL {
                     // Sums of huge values would overflow f16's output, not the accumulator:
                     // fine, the reference rounds the same way.
+                    if !f.want() {
+                        continue;
+                    }
                     let case = reduce::Case {
                         op,
                         x: tensor(&[ROWS, n], values(n, fill, 7), sx),
@@ -353,7 +385,7 @@ fn reduce_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn reduce_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::default();
+    let mut f = Failures::new(37);
     each_dtype!(reduce_in(&s, &mut f));
     f.assert_none("reduce");
 }
@@ -372,6 +404,9 @@ fn top_k_in<T: Element>(s: &Simd, f: &mut Failures) {
                 ks.sort_unstable();
                 ks.dedup();
                 for k in ks {
+                    if !f.want() {
+                        continue;
+                    }
                     let case = top_k::Case {
                         k,
                         x: tensor(&[ROWS, n], vals.clone(), sx),
@@ -388,7 +423,7 @@ fn top_k_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn top_k_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::default();
+    let mut f = Failures::new(23);
     each_dtype!(top_k_in(&s, &mut f));
     f.assert_none("top_k");
 }
@@ -418,6 +453,9 @@ fn gemm_at<T: Element>(s: &Simd, f: &mut Failures, (m, n, k): (usize, usize, usi
             let a: Vec<f64> = (0..m * k).map(|_| g.uniform(2.0)).collect();
             let b: Vec<f64> = (0..k * n).map(|_| g.uniform(2.0)).collect();
             let c: Vec<f64> = (0..m * n).map(|_| g.uniform(2.0)).collect();
+            if !f.want() {
+                continue;
+            }
             let case = gemm::Case {
                 a: tensor(&[m, k], a, sa),
                 b: tensor(&[k, n], b, sb),
@@ -449,7 +487,7 @@ fn gemm_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn gemm_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::default();
+    let mut f = Failures::new(7);
     each_dtype!(gemm_in(&s, &mut f));
     f.assert_none("gemm");
 }
@@ -460,7 +498,7 @@ fn gemm_tails() {
 #[cfg_attr(miri, ignore = "large products: minutes under Miri")]
 fn gemm_block_edges() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::default();
+    let mut f = Failures::new(1);
     let w = F32_LANES;
     for k in [63, 64, 65, 127, 129, 255, 256, 257] {
         gemm_at::<f32>(&s, &mut f, (7, 2 * w + 3, k), 10);

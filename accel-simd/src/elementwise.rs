@@ -20,14 +20,32 @@ use crate::math::{self, VMath};
 /// Elements per stack block when f16/bf16 data is widened to f32.
 pub(crate) const BLOCK: usize = 256;
 
+/// The `n` elements of `mem` from `o` (empty for `n = 0`, whatever `o`: an empty view may
+/// start past the end of its buffer).
+pub(crate) fn span<T>(mem: &[T], o: usize, n: usize) -> Option<&[T]> {
+    if n == 0 {
+        Some(&[])
+    } else {
+        mem.get(o..o.checked_add(n)?)
+    }
+}
+
+/// The writable `n` elements of `mem` from `o` (see [`span`]).
+pub(crate) fn span_mut<T>(mem: &mut [T], o: usize, n: usize) -> Option<&mut [T]> {
+    if n == 0 {
+        Some(&mut [])
+    } else {
+        mem.get_mut(o..o.checked_add(n)?)
+    }
+}
+
 /// The contiguous elements of a view, when its layout is dense row-major.
 pub(crate) fn flat<'a, T: Element>(v: &View<'a, Reference, T>) -> Option<&'a [T]> {
     let l = v.layout();
     if !l.is_contiguous() {
         return None;
     }
-    let o = l.offset();
-    v.mem().get(o..o.checked_add(l.numel())?)
+    span(v.mem(), l.offset(), l.numel())
 }
 
 /// The contiguous elements of a writable view (see [`flat`]).
@@ -38,9 +56,7 @@ pub(crate) fn flat_mut<'a, T: Element>(
     if !l.is_contiguous() {
         return None;
     }
-    let o = l.offset();
-    let end = o.checked_add(l.numel())?;
-    mem.get_mut(o..end)
+    span_mut(mem, l.offset(), l.numel())
 }
 
 /// The first `n` elements of a block (all of it when shorter).
@@ -394,7 +410,7 @@ fn src<'a, T: Element>(mem: &'a [T], o: usize, n: usize, stride: usize) -> Optio
     if stride == 0 && n > 1 {
         Some(Src::Splat(*mem.get(o)?))
     } else if stride == 1 || n <= 1 {
-        Some(Src::Row(mem.get(o..o.checked_add(n)?)?))
+        Some(Src::Row(span(mem, o, n)?))
     } else {
         None
     }
@@ -433,11 +449,12 @@ pub(crate) fn binary<T: Element>(
                     len: am.len().min(bm.len()),
                 });
             };
-            let Some(ry) = ym.get_mut(yo..yo.saturating_add(n)) else {
+            let ylen = ym.len();
+            let Some(ry) = span_mut(ym, yo, n) else {
                 return Err(seqcore::Error::OutOfBounds {
                     arg: "view",
                     end: yo.saturating_add(n),
-                    len: ym.len(),
+                    len: ylen,
                 });
             };
             binary_row(op, ra, rb, ry);

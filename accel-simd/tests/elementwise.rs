@@ -430,6 +430,25 @@ fn binary_broadcast_rows_and_tails() {
             &a.iter().rev().map(|&v| f64::from(v)).collect::<Vec<_>>(),
         );
     }
+    // Empty views whose offset lies past the end of an empty buffer.
+    let e: [f32; 0] = [];
+    let el = Layout::contiguous_at(7, &[0]).unwrap();
+    let mut y0: [f32; 0] = [];
+    for op in Binary::ALL {
+        s.binary(
+            op,
+            View::new(&e[..], el).unwrap(),
+            View::new(&e[..], el).unwrap(),
+            ViewMut::new(&mut y0[..], el).unwrap(),
+        )
+        .unwrap();
+    }
+    s.unary(
+        Unary::Exp,
+        View::new(&e[..], el).unwrap(),
+        ViewMut::new(&mut y0[..], el).unwrap(),
+    )
+    .unwrap();
     // Shape errors: the same Err.
     let a = [1.0f32; 6];
     let l6 = Layout::contiguous(&[6]).unwrap();

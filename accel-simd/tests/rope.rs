@@ -213,8 +213,8 @@ fn every_pair_count_around_the_lanes_and_the_table() {
 #[test]
 fn bad_inputs_give_the_same_error() {
     let Ok(s) = Simd::new() else { return };
-    let x = vec![0.0f32; 2 * 3 * 8];
-    let mut y = vec![0.0f32; 2 * 3 * 8];
+    let x = [0.0f32; 2 * 3 * 8];
+    let mut y = [0.0f32; 2 * 3 * 8];
     let l = Layout::contiguous(&[1, 2, 3, 8]).unwrap();
     let l3 = Layout::contiguous(&[2, 3, 8]).unwrap();
     let lx = Layout::contiguous(&[1, 2, 3, 4]).unwrap();

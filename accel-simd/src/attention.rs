@@ -1,16 +1,212 @@
 //! Fused scaled-dot-product attention (Vaswani et al. 2017, eq. 1) with an online softmax over
-//! key tiles (FlashAttention, Dao et al. 2022), and the merge of partial results (Milakov &
-//! Gimelshein 2018, eq. 4).
+//! key tiles (FlashAttention, Dao et al. 2022, Algorithm 1), and the merge of partial results
+//! (Milakov & Gimelshein 2018, eq. 4).
 //!
-//! Stub: the portable kernels until the vectorised ones land.
+//! The kernel takes a block of `QB = 2 x LANES` query rows of one (batch, head) at a time and puts
+//! the rows in the vector lanes: the block's queries are transposed once into `Qt [D, QB]`, so that
+//! the scores of a key tile, `S [TILE, QB]`, are outer-product updates
+//! `S[j, :] += K[j, d] Qt[d, :]` (one broadcast per key and feature, register-blocked over 4 keys
+//! and 2 vectors of rows, the scheme of a gemm micro-kernel, Goto & van de Geijn 2008), and the
+//! online softmax's running maximum `m`, sum `l` and rescaling factor are themselves vectors over
+//! the rows: no horizontal reduction anywhere. The output accumulates transposed,
+//! `Ot [Dv, QB] = alpha Ot + sum_j V[j, :]^T P[j, :]`, register-blocked over 4 value features and 2
+//! vectors of rows, and is transposed back when the block is written.
+//!
+//! Semantics are exactly [`seqcore::portable::attention`]'s: scale, soft cap, bias, then the
+//! causal / window / key masks; a row with no visible key gives zeros and `lse = -inf`; NaN in a
+//! visible logit gives a NaN row; a hidden key's value row never reaches an output (a tile that
+//! hides a key while holding a non-finite value takes a per-row path that skips it, as the
+//! portable kernel does). Every lane is an independent row, so padding lanes of a short block never
+//! touch the real rows. f16/bf16 key/value tiles are widened to f32 in the workspace; layouts whose
+//! feature axis is not unit-stride take the portable kernel.
 
+use core::ops::Range;
+
+use seqcore::portable::attention as portable;
 use seqcore::{
-    AttentionDims, AttentionMasks, AttentionParams, Backend, Element, Reference, Result, View,
-    ViewMut,
+    AttentionDims, AttentionMasks, AttentionParams, AttentionPlan, Backend, DType, Element, Error,
+    Layout, Reference, Result, Scalar, View, ViewMut,
 };
 
+use crate::lanes::{F32_LANES, F32s, F64_LANES, F64s, Lanes, Vector, widen};
+
+/// Keys scored per tile.
+const TILE: usize = 64;
+/// Keys (score kernel) and value features (output kernel) per register block.
+const KB: usize = 4;
+/// The largest query block of any build (`2 x` the f32 lanes).
+const MAX_QB: usize = 2 * F32_LANES;
+
+/// Lane masks the kernel needs beyond [`Vector`]: which lanes are NaN, and their union.
+pub(crate) trait Flags<A>: Vector<A> {
+    /// All bits set in the lanes that are NaN, zero elsewhere.
+    fn nan_lanes(self) -> Self;
+    /// Bitwise or of two masks.
+    fn or(self, b: Self) -> Self;
+    /// The most negative finite value of `A`.
+    fn lowest() -> A;
+}
+
+impl Flags<f32> for F32s {
+    #[inline(always)]
+    fn nan_lanes(self) -> Self {
+        self.is_nan()
+    }
+    #[inline(always)]
+    fn or(self, b: Self) -> Self {
+        self | b
+    }
+    #[inline(always)]
+    fn lowest() -> f32 {
+        f32::MIN
+    }
+}
+
+impl Flags<f64> for F64s {
+    #[inline(always)]
+    fn nan_lanes(self) -> Self {
+        self.is_nan()
+    }
+    #[inline(always)]
+    fn or(self, b: Self) -> Self {
+        self | b
+    }
+    #[inline(always)]
+    fn lowest() -> f64 {
+        f64::MIN
+    }
+}
+
+/// Rows of the query block for `T` (two vectors of the accumulation type).
+fn block_rows<T: Element>() -> usize {
+    2 * if T::DTYPE == DType::F64 {
+        F64_LANES
+    } else {
+        F32_LANES
+    }
+}
+
+/// Does `T` compute in itself (f32, f64), so that its slices are read without widening?
+fn is_acc<T: Element>() -> bool {
+    matches!(T::DTYPE, DType::F32 | DType::F64)
+}
+
+/// Workspace (accumulation-type elements): the transposed query block `QB x D`, the score tile
+/// `QB x TILE`, the transposed output block `QB x Dv`, and for f16/bf16 the widened key and value
+/// tiles `TILE x (D + Dv)`. Independent of the sequence lengths, and never less than the portable
+/// kernel's `Dv + 64` (which the strided fallback uses).
+///
+/// # Errors
+/// [`Error::Overflow`] naming `head_dim` or `value_dim` when the size overflows `usize`.
 pub(crate) fn workspace_len<T: Element>(dims: &AttentionDims) -> Result<usize> {
-    Reference.attention_workspace_len::<T>(dims)
+    let qb = block_rows::<T>();
+    let over = |arg| Error::Overflow { arg };
+    let per_row = dims
+        .head_dim
+        .checked_add(dims.value_dim)
+        .and_then(|x| x.checked_add(TILE))
+        .ok_or(over("value_dim"))?;
+    let mut need = per_row.checked_mul(qb).ok_or(over("value_dim"))?;
+    if !is_acc::<T>() {
+        let tile = dims
+            .head_dim
+            .checked_add(dims.value_dim)
+            .and_then(|x| x.checked_mul(TILE))
+            .ok_or(over("value_dim"))?;
+        need = need.checked_add(tile).ok_or(over("value_dim"))?;
+    }
+    // The portable fallback's need, in case a future change made it larger.
+    Ok(need.max(portable::workspace_len(dims.value_dim)?))
+}
+
+/// The answer when a slice cannot be seen as its concrete type: never for seqcore's element
+/// types, whose tag names the type.
+fn unsupported(op: &'static str) -> Error {
+    Error::Unsupported {
+        op,
+        backend: "simd",
+    }
+}
+
+/// `s` as `U` (the same type under its concrete name).
+pub(crate) fn cast<'a, T: Scalar, U: Scalar>(s: &'a [T], op: &'static str) -> Result<&'a [U]> {
+    bytemuck::try_cast_slice(s).map_err(|_| unsupported(op))
+}
+
+/// `s` as `U`, writable.
+pub(crate) fn cast_mut<'a, T: Scalar, U: Scalar>(
+    s: &'a mut [T],
+    op: &'static str,
+) -> Result<&'a mut [U]> {
+    bytemuck::try_cast_slice_mut(s).map_err(|_| unsupported(op))
+}
+
+/// `v` as a view of `U`.
+pub(crate) fn conv<'a, T: Scalar, U: Scalar>(
+    v: View<'a, Reference, T>,
+    op: &'static str,
+) -> Result<View<'a, Reference, U>> {
+    View::new(cast(v.mem(), op)?, *v.layout())
+}
+
+/// `v` as a writable view of `U`.
+pub(crate) fn conv_mut<'a, T: Scalar, U: Scalar>(
+    v: ViewMut<'a, Reference, T>,
+    op: &'static str,
+) -> Result<ViewMut<'a, Reference, U>> {
+    let (mem, layout) = v.into_parts();
+    ViewMut::new(cast_mut(mem, op)?, layout)
+}
+
+/// `s` as `U` when `T` is `U` (same tag and size): f32 or f64 operands read in place.
+fn same<T: Element, U: Element>(s: &[T]) -> Option<&[U]> {
+    if T::DTYPE == U::DTYPE && size_of::<T>() == size_of::<U>() {
+        bytemuck::try_cast_slice(s).ok()
+    } else {
+        None
+    }
+}
+
+/// Is the last axis of `l` unit-stride (or of extent at most 1)?
+pub(crate) fn unit_rows(l: &Layout) -> bool {
+    matches!((l.shape().last(), l.strides().last()), (Some(&n), Some(&s)) if n <= 1 || s == 1)
+}
+
+fn oob(arg: &'static str, end: usize, len: usize) -> Error {
+    Error::OutOfBounds { arg, end, len }
+}
+
+/// Offset and strides of a rank-`N` layout (checked by the plan).
+fn parts<const N: usize>(l: &Layout, arg: &'static str) -> Result<(usize, [usize; N])> {
+    let s = <[usize; N]>::try_from(l.strides()).map_err(|_| Error::Rank {
+        arg,
+        got: l.rank(),
+        min: N,
+        max: N,
+    })?;
+    Ok((l.offset(), s))
+}
+
+/// `len` elements of `mem` from `at` (empty when `len` is 0, wherever `at` points).
+#[inline(always)]
+fn row<'a, X>(mem: &'a [X], at: usize, len: usize, arg: &'static str) -> Result<&'a [X]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    mem.get(at..at + len)
+        .ok_or_else(|| oob(arg, at + len, mem.len()))
+}
+
+/// Splits `n` elements off the front of `ws`.
+fn take<A>(ws: &mut [A], n: usize, need: usize) -> Result<(&mut [A], &mut [A])> {
+    if ws.len() < n {
+        return Err(Error::Capacity {
+            arg: "workspace",
+            needed: need,
+            capacity: ws.len(),
+        });
+    }
+    Ok(ws.split_at_mut(n))
 }
 
 #[allow(clippy::too_many_arguments)] // the operands of one fused kernel
@@ -24,7 +220,672 @@ pub(crate) fn attention<T: Element>(
     lse: Option<ViewMut<'_, Reference, T::Acc>>,
     workspace: &mut [T::Acc],
 ) -> Result<()> {
-    Reference.attention(params, q, k, v, masks, o, lse, workspace)
+    const OP: &str = "attention";
+    macro_rules! go {
+        ($u:ty) => {
+            run::<$u>(
+                params,
+                conv(q, OP)?,
+                conv(k, OP)?,
+                conv(v, OP)?,
+                AttentionMasks {
+                    key_mask: masks.key_mask,
+                    bias: masks.bias.map(|b| conv(b, OP)).transpose()?,
+                },
+                conv_mut(o, OP)?,
+                lse.map(|l| conv_mut(l, OP)).transpose()?,
+                cast_mut(workspace, OP)?,
+            )
+        };
+    }
+    match T::DTYPE {
+        DType::F32 => go!(f32),
+        DType::F64 => go!(f64),
+        DType::F16 => go!(half::f16),
+        DType::BF16 => go!(half::bf16),
+        _ => Reference.attention(params, q, k, v, masks, o, lse, workspace),
+    }
+}
+
+/// The checks (the plan, then the workspace), then the vectorised kernel, or the portable one for
+/// a layout whose feature axis is strided.
+#[allow(clippy::too_many_arguments)]
+fn run<T: Element>(
+    params: &AttentionParams,
+    q: View<'_, Reference, T>,
+    k: View<'_, Reference, T>,
+    v: View<'_, Reference, T>,
+    masks: AttentionMasks<'_, Reference, T>,
+    o: ViewMut<'_, Reference, T>,
+    lse: Option<ViewMut<'_, Reference, T::Acc>>,
+    workspace: &mut [T::Acc],
+) -> Result<()>
+where
+    T::Acc: Lanes,
+    <T::Acc as Lanes>::V: Flags<T::Acc>,
+{
+    let plan = AttentionPlan::<T::Acc>::check(
+        params,
+        q.layout(),
+        k.layout(),
+        v.layout(),
+        masks.key_mask.as_ref().map(View::layout),
+        masks.bias.as_ref().map(View::layout),
+        o.layout(),
+        lse.as_ref().map(ViewMut::layout),
+    )?;
+    let need = workspace_len::<T>(&plan.dims)?;
+    if workspace.len() < need {
+        return Err(Error::Capacity {
+            arg: "workspace",
+            needed: need,
+            capacity: workspace.len(),
+        });
+    }
+    let ops = portable::Operands {
+        q,
+        k,
+        v,
+        key_mask: masks.key_mask,
+        bias: masks.bias,
+        o,
+        lse,
+    };
+    if unit_rows(ops.q.layout())
+        && unit_rows(ops.k.layout())
+        && unit_rows(ops.v.layout())
+        && unit_rows(ops.o.layout())
+    {
+        fast::<T, T::Acc>(&plan, ops, workspace, need)
+    } else {
+        portable::attention(&plan, ops, workspace)
+    }
+}
+
+/// A rank-`N` operand: its memory, offset and strides.
+type Operand<'a, X, const N: usize> = (&'a [X], usize, [usize; N]);
+
+/// A writable rank-`N` operand.
+type OperandMut<'a, X, const N: usize> = (&'a mut [X], usize, [usize; N]);
+
+/// The read-only operands of one call.
+struct Inputs<'a, T: Element> {
+    plan: &'a AttentionPlan<T::Acc>,
+    q: Operand<'a, T, 4>,
+    k: Operand<'a, T, 4>,
+    v: Operand<'a, T, 4>,
+    /// `k` and `v` as the accumulation type when `T` is it (read in place).
+    k_acc: Option<&'a [T::Acc]>,
+    v_acc: Option<&'a [T::Acc]>,
+    mask: Option<Operand<'a, u8, 2>>,
+    bias: Option<Operand<'a, T, 4>>,
+}
+
+/// The workspace, split.
+struct Scratch<'w, A> {
+    /// `Qt [D, QB]`.
+    qt: &'w mut [A],
+    /// `S [TILE, QB]` (scores, then weights).
+    s: &'w mut [A],
+    /// `Ot [Dv, QB]`.
+    ot: &'w mut [A],
+    /// Widened key tile `[TILE, D]` (f16/bf16 only).
+    kbuf: &'w mut [A],
+    /// Widened value tile `[TILE, Dv]` (f16/bf16 only).
+    vbuf: &'w mut [A],
+}
+
+/// Where one block's rows go.
+struct Out<'o, T: Element> {
+    o: &'o mut [T],
+    o0: usize,
+    os: [usize; 4],
+    lse: Option<OperandMut<'o, T::Acc, 3>>,
+}
+
+/// The vectorised kernel over blocks of query rows (unit-stride feature axes).
+fn fast<T, A>(
+    plan: &AttentionPlan<A>,
+    ops: portable::Operands<'_, T>,
+    ws: &mut [A],
+    need: usize,
+) -> Result<()>
+where
+    T: Element<Acc = A>,
+    A: Lanes,
+    A::V: Flags<A>,
+{
+    let d = plan.dims;
+    let portable::Operands {
+        q,
+        k,
+        v,
+        key_mask,
+        bias,
+        mut o,
+        mut lse,
+    } = ops;
+    let (q0, qs) = parts::<4>(q.layout(), "q")?;
+    let (k0, ks) = parts::<4>(k.layout(), "k")?;
+    let (v0, vs) = parts::<4>(v.layout(), "v")?;
+    let (o0, os) = parts::<4>(o.layout(), "o")?;
+    let mask = match &key_mask {
+        Some(m) => {
+            let (m0, ms) = parts::<2>(m.layout(), "key_mask")?;
+            Some((m.mem(), m0, ms))
+        }
+        None => None,
+    };
+    let bias = match &bias {
+        Some(b) => {
+            let (b0, bs) = parts::<4>(b.layout(), "bias")?;
+            Some((b.mem(), b0, bs))
+        }
+        None => None,
+    };
+    let lse_parts = match &lse {
+        Some(l) => Some(parts::<3>(l.layout(), "lse")?),
+        None => None,
+    };
+    let inputs = Inputs::<T> {
+        plan,
+        q: (q.mem(), q0, qs),
+        k: (k.mem(), k0, ks),
+        v: (v.mem(), v0, vs),
+        k_acc: same::<T, A>(k.mem()),
+        v_acc: same::<T, A>(v.mem()),
+        mask,
+        bias,
+    };
+    let qb = 2 * A::LANES;
+    let (qt, rest) = take(ws, qb * d.head_dim, need)?;
+    let (s, rest) = take(rest, qb * TILE, need)?;
+    let (ot, rest) = take(rest, qb * d.value_dim, need)?;
+    let kn = if inputs.k_acc.is_none() {
+        TILE * d.head_dim
+    } else {
+        0
+    };
+    let (kbuf, rest) = take(rest, kn, need)?;
+    let vn = if inputs.v_acc.is_none() {
+        TILE * d.value_dim
+    } else {
+        0
+    };
+    let (vbuf, _) = take(rest, vn, need)?;
+    let mut scratch = Scratch {
+        qt,
+        s,
+        ot,
+        kbuf,
+        vbuf,
+    };
+    let mut out = Out::<T> {
+        o: o.mem_mut(),
+        o0,
+        os,
+        lse: match (lse.as_mut(), lse_parts) {
+            (Some(l), Some((l0, ls))) => Some((l.mem_mut(), l0, ls)),
+            _ => None,
+        },
+    };
+    for b in 0..d.batch {
+        for h in 0..d.heads_q {
+            let mut i0 = 0;
+            while i0 < d.len_q {
+                let nq = (d.len_q - i0).min(qb);
+                let at = Rows { b, h, i0, nq };
+                if nq > A::LANES {
+                    block::<T, A, 2>(&inputs, &mut scratch, &mut out, at)?;
+                } else {
+                    block::<T, A, 1>(&inputs, &mut scratch, &mut out, at)?;
+                }
+                i0 += nq;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One block of query rows: batch row `b`, head `h`, rows `i0 .. i0 + nq`.
+#[derive(Clone, Copy)]
+struct Rows {
+    b: usize,
+    h: usize,
+    i0: usize,
+    nq: usize,
+}
+
+/// Loads vector `hh` of a block of `H` vectors.
+#[inline(always)]
+fn load<A: Lanes>(c: &[A], hh: usize) -> A::V {
+    A::V::load_or(c.get(hh * A::LANES..).unwrap_or(&[]), A::zero())
+}
+
+/// Stores vector `hh` of a block of `H` vectors.
+#[inline(always)]
+fn store<A: Lanes>(x: A::V, c: &mut [A], hh: usize) {
+    x.store(c.get_mut(hh * A::LANES..).unwrap_or(&mut []));
+}
+
+/// The lanes of `H` vectors, as one array.
+#[inline(always)]
+fn spill<A: Lanes, const H: usize>(x: &[A::V; H]) -> [A; MAX_QB] {
+    let mut a = [A::zero(); MAX_QB];
+    for (hh, v) in x.iter().enumerate() {
+        store::<A>(*v, &mut a, hh);
+    }
+    a
+}
+
+/// The rows `0 .. n` of a tile starting at `mem[off]`, `stride` apart, `len` long.
+fn tile_rows<'a, A>(
+    rows: &mut [&'a [A]; TILE],
+    mem: &'a [A],
+    off: usize,
+    stride: usize,
+    n: usize,
+    len: usize,
+    arg: &'static str,
+) -> Result<()> {
+    for (t, slot) in rows.iter_mut().enumerate().take(n) {
+        *slot = row(mem, off + t * stride, len, arg)?;
+    }
+    Ok(())
+}
+
+/// `S[t, :] = scale * sum_d K[t, d] Qt[d, :]` for the `n` keys of a tile, 4 keys x `H` vectors of
+/// rows at a time, the features in order (one fused multiply-add each).
+#[inline(always)]
+fn scores<A: Lanes, const H: usize>(
+    qt: &[A],
+    krows: &[&[A]; TILE],
+    n: usize,
+    scale: A,
+    s: &mut [A],
+) -> Result<()> {
+    let qb = H * A::LANES;
+    let zero = A::V::splat(A::zero());
+    let sc = A::V::splat(scale);
+    let mut outs = s.chunks_exact_mut(qb);
+    let mut keys = krows.iter().take(n);
+    loop {
+        let group: [&[A]; KB] = match (keys.next(), keys.next(), keys.next(), keys.next()) {
+            (Some(a), Some(b), Some(c), Some(d)) => [a, b, c, d],
+            (first, second, third, _) => {
+                for r in [first, second, third].into_iter().flatten() {
+                    let mut acc = [zero; H];
+                    for (qc, &kx) in qt.chunks_exact(qb).zip(r.iter()) {
+                        let kv = A::V::splat(kx);
+                        for (hh, a) in acc.iter_mut().enumerate() {
+                            *a = load::<A>(qc, hh).mul_add(kv, *a);
+                        }
+                    }
+                    let out = outs.next().ok_or_else(|| oob("workspace", 0, 0))?;
+                    for (hh, a) in acc.iter().enumerate() {
+                        store::<A>(*a * sc, out, hh);
+                    }
+                }
+                return Ok(());
+            }
+        };
+        let [r0, r1, r2, r3] = group;
+        let mut acc = [[zero; H]; KB];
+        for ((((qc, &x0), &x1), &x2), &x3) in qt.chunks_exact(qb).zip(r0).zip(r1).zip(r2).zip(r3) {
+            let kv = [
+                A::V::splat(x0),
+                A::V::splat(x1),
+                A::V::splat(x2),
+                A::V::splat(x3),
+            ];
+            let qv: [A::V; H] = core::array::from_fn(|hh| load::<A>(qc, hh));
+            for (accs, k) in acc.iter_mut().zip(kv) {
+                for (a, qx) in accs.iter_mut().zip(qv) {
+                    *a = qx.mul_add(k, *a);
+                }
+            }
+        }
+        for accs in &acc {
+            let out = outs.next().ok_or_else(|| oob("workspace", 0, 0))?;
+            for (hh, a) in accs.iter().enumerate() {
+                store::<A>(*a * sc, out, hh);
+            }
+        }
+    }
+}
+
+/// `Ot[e, :] = alpha Ot[e, :] + sum_t V[t, e] P[t, :]` over the `n` keys of a tile, in key order,
+/// 4 features x `H` vectors of rows at a time.
+#[inline(always)]
+fn weighted_values<A: Lanes, const H: usize>(
+    p: &[A],
+    vrows: &[&[A]; TILE],
+    n: usize,
+    alpha: [A::V; H],
+    ot: &mut [A],
+) -> Result<()> {
+    let qb = H * A::LANES;
+    let mut e = 0;
+    let mut chunks = ot.chunks_exact_mut(qb);
+    loop {
+        match (chunks.next(), chunks.next(), chunks.next(), chunks.next()) {
+            (Some(c0), Some(c1), Some(c2), Some(c3)) => {
+                let mut cs = [c0, c1, c2, c3];
+                let mut acc: [[A::V; H]; KB] =
+                    core::array::from_fn(|_| [A::V::splat(A::zero()); H]);
+                for (accs, c) in acc.iter_mut().zip(cs.iter()) {
+                    for ((hh, a), al) in accs.iter_mut().enumerate().zip(alpha) {
+                        *a = load::<A>(c, hh) * al;
+                    }
+                }
+                for (pc, vr) in p.chunks_exact(qb).zip(vrows.iter().take(n)) {
+                    let Some(&[x0, x1, x2, x3]) = vr.get(e..e + KB) else {
+                        return Err(oob("v", e + KB, vr.len()));
+                    };
+                    let pv: [A::V; H] = core::array::from_fn(|hh| load::<A>(pc, hh));
+                    let vv = [
+                        A::V::splat(x0),
+                        A::V::splat(x1),
+                        A::V::splat(x2),
+                        A::V::splat(x3),
+                    ];
+                    for (accs, x) in acc.iter_mut().zip(vv) {
+                        for (a, pp) in accs.iter_mut().zip(pv) {
+                            *a = pp.mul_add(x, *a);
+                        }
+                    }
+                }
+                for (accs, c) in acc.iter().zip(cs.iter_mut()) {
+                    for (hh, a) in accs.iter().enumerate() {
+                        store::<A>(*a, c, hh);
+                    }
+                }
+                e += KB;
+            }
+            (c0, c1, c2, _) => {
+                for c in [c0, c1, c2].into_iter().flatten() {
+                    let mut acc: [A::V; H] = core::array::from_fn(|hh| load::<A>(c, hh));
+                    for (a, al) in acc.iter_mut().zip(alpha) {
+                        *a = *a * al;
+                    }
+                    for (pc, vr) in p.chunks_exact(qb).zip(vrows.iter().take(n)) {
+                        let x = A::V::splat(vr.get(e).copied().unwrap_or_else(A::nan));
+                        for (hh, a) in acc.iter_mut().enumerate() {
+                            *a = load::<A>(pc, hh).mul_add(x, *a);
+                        }
+                    }
+                    for (hh, a) in acc.iter().enumerate() {
+                        store::<A>(*a, c, hh);
+                    }
+                    e += 1;
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One block of `nq <= H x LANES` query rows through every key tile it sees.
+#[allow(clippy::too_many_lines)]
+fn block<T, A, const H: usize>(
+    inp: &Inputs<'_, T>,
+    ws: &mut Scratch<'_, A>,
+    out: &mut Out<'_, T>,
+    at: Rows,
+) -> Result<()>
+where
+    T: Element<Acc = A>,
+    A: Lanes,
+    A::V: Flags<A>,
+{
+    let plan = inp.plan;
+    let d = plan.dims;
+    let (dk, dv) = (d.head_dim, d.value_dim);
+    let lanes = A::LANES;
+    let qb = H * lanes;
+    let Rows { b, h, i0, nq } = at;
+    let g = d.kv_head(h);
+    let neg_inf = A::neg_infinity();
+
+    // Transpose the block's queries into Qt [D, QB] (padding rows zero).
+    let qt = ws
+        .qt
+        .get_mut(..qb * dk)
+        .ok_or_else(|| oob("workspace", qb * dk, 0))?;
+    qt.fill(A::zero());
+    let (qm, q0, [qsb, qsh, qsi, _]) = inp.q;
+    for r in 0..nq {
+        let src = row(qm, q0 + b * qsb + h * qsh + (i0 + r) * qsi, dk, "q")?;
+        for (x, dst) in src.iter().zip(qt.iter_mut().skip(r).step_by(qb)) {
+            *dst = x.to_acc();
+        }
+    }
+
+    // The keys each row sees (causal / window), and the block's union.
+    let mut ranges = [(0usize, 0usize); MAX_QB];
+    let (mut lo_blk, mut hi_blk) = (usize::MAX, 0usize);
+    let (mut max_lo, mut min_hi) = (0usize, usize::MAX);
+    let mut any_empty = false;
+    for (r, slot) in ranges.iter_mut().enumerate().take(nq) {
+        let Range { start, end } = plan.keys(i0 + r);
+        *slot = (start, end);
+        if start >= end {
+            any_empty = true;
+        } else {
+            lo_blk = lo_blk.min(start);
+            hi_blk = hi_blk.max(end);
+            max_lo = max_lo.max(start);
+            min_hi = min_hi.min(end);
+        }
+    }
+
+    let ot = ws
+        .ot
+        .get_mut(..qb * dv)
+        .ok_or_else(|| oob("workspace", qb * dv, 0))?;
+    ot.fill(A::zero());
+    let s =
+        ws.s.get_mut(..qb * TILE)
+            .ok_or_else(|| oob("workspace", qb * TILE, 0))?;
+    let mut m = [A::V::splat(neg_inf); H];
+    let mut l = [A::V::splat(A::zero()); H];
+    let mut nan = [A::V::splat(A::zero()); H];
+    let lowest = A::V::splat(<A::V as Flags<A>>::lowest());
+
+    let (km, k0, [ksb, ksh, ksj, _]) = inp.k;
+    let (vm, v0, [vsb, vsh, vsj, _]) = inp.v;
+    let kbase = k0 + b * ksb + g * ksh;
+    let vbase = v0 + b * vsb + g * vsh;
+
+    let mut t0 = lo_blk;
+    while t0 < hi_blk {
+        let n = (hi_blk - t0).min(TILE);
+        let mut krows: [&[A]; TILE] = [&[]; TILE];
+        let mut vrows: [&[A]; TILE] = [&[]; TILE];
+        // The tile's key and value rows, in place or widened.
+        match inp.k_acc {
+            Some(ka) => tile_rows(&mut krows, ka, kbase + t0 * ksj, ksj, n, dk, "k")?,
+            None => {
+                for (t, dst) in ws.kbuf.chunks_exact_mut(dk.max(1)).enumerate().take(n) {
+                    widen::<T>(row(km, kbase + (t0 + t) * ksj, dk, "k")?, dst);
+                }
+                tile_rows(&mut krows, ws.kbuf, 0, dk, n, dk, "workspace")?;
+            }
+        }
+        match inp.v_acc {
+            Some(va) => tile_rows(&mut vrows, va, vbase + t0 * vsj, vsj, n, dv, "v")?,
+            None => {
+                for (t, dst) in ws.vbuf.chunks_exact_mut(dv.max(1)).enumerate().take(n) {
+                    widen::<T>(row(vm, vbase + (t0 + t) * vsj, dv, "v")?, dst);
+                }
+                tile_rows(&mut vrows, ws.vbuf, 0, dv, n, dv, "workspace")?;
+            }
+        }
+
+        // Scores, soft cap, bias, masks.
+        scores::<A, H>(qt, &krows, n, plan.scale, s)?;
+        let tile = s
+            .get_mut(..n * qb)
+            .ok_or_else(|| oob("workspace", n * qb, 0))?;
+        if let Some(cap) = plan.softcap {
+            for x in tile.iter_mut() {
+                *x = cap * (*x / cap).tanh();
+            }
+        }
+        if let Some((bm, b0, [bsb, bsh, bsi, bsj])) = inp.bias {
+            for (t, sc) in tile.chunks_exact_mut(qb).enumerate() {
+                for (r, x) in sc.iter_mut().enumerate().take(nq) {
+                    let at = b0 + b * bsb + h * bsh + (i0 + r) * bsi + (t0 + t) * bsj;
+                    *x += bm
+                        .get(at)
+                        .ok_or_else(|| oob("bias", at + 1, bm.len()))?
+                        .to_acc();
+                }
+            }
+        }
+        let inside = !any_empty && t0 >= max_lo && t0 + n <= min_hi;
+        if !inside {
+            for (t, sc) in tile.chunks_exact_mut(qb).enumerate() {
+                let j = t0 + t;
+                for (x, &(lo, hi)) in sc.iter_mut().zip(ranges.iter()).take(nq) {
+                    if j < lo || j >= hi {
+                        *x = neg_inf;
+                    }
+                }
+            }
+        }
+        if let Some((mm, m0, [msb, msj])) = inp.mask {
+            for (t, sc) in tile.chunks_exact_mut(qb).enumerate() {
+                let at = m0 + b * msb + (t0 + t) * msj;
+                if *mm
+                    .get(at)
+                    .ok_or_else(|| oob("key_mask", at + 1, mm.len()))?
+                    == 0
+                {
+                    sc.fill(neg_inf);
+                }
+            }
+        }
+
+        // The tile's maximum, minimum (is a key hidden?) and NaN lanes.
+        let mut tmax = [A::V::splat(neg_inf); H];
+        let mut tmin = [A::V::splat(A::infinity()); H];
+        for sc in tile.chunks_exact(qb) {
+            for hh in 0..H {
+                let x = load::<A>(sc, hh);
+                if let (Some(mx), Some(mn), Some(nn)) =
+                    (tmax.get_mut(hh), tmin.get_mut(hh), nan.get_mut(hh))
+                {
+                    *mx = mx.max(x);
+                    *mn = mn.min(x);
+                    *nn = nn.or(x.nan_lanes());
+                }
+            }
+        }
+        let hidden = spill::<A, H>(&tmin).iter().take(nq).any(|&x| x == neg_inf);
+        // Online softmax: m' = max(m, tile max); alpha = exp(m - m'), with a row that has seen no
+        // key yet (m' = -inf) exponentiated against the lowest finite value so that it stays
+        // l = 0, acc = 0 and every hidden weight is exactly 0.
+        let mut m_use = [lowest; H];
+        let mut alpha = [lowest; H];
+        for hh in 0..H {
+            if let (Some(mv), Some(tm), Some(mu), Some(al), Some(lv)) = (
+                m.get_mut(hh),
+                tmax.get(hh),
+                m_use.get_mut(hh),
+                alpha.get_mut(hh),
+                l.get_mut(hh),
+            ) {
+                let m_new = mv.max(*tm);
+                *mu = m_new.max(lowest);
+                *al = crate::math::exp::<A>(*mv - *mu);
+                *mv = m_new;
+                *lv = *lv * *al;
+            }
+        }
+        let clean = !hidden
+            || vrows
+                .iter()
+                .take(n)
+                .all(|r| r.iter().all(|x| x.is_finite()));
+        if clean {
+            for sc in tile.chunks_exact_mut(qb) {
+                for ((hh, lv), mu) in l.iter_mut().enumerate().zip(m_use) {
+                    let p = crate::math::exp::<A>(load::<A>(sc, hh) - mu);
+                    store::<A>(p, sc, hh);
+                    *lv = *lv + p;
+                }
+            }
+            weighted_values::<A, H>(tile, &vrows, n, alpha, ot)?;
+        } else {
+            // A hidden key with a non-finite value: the portable kernel's order, row by row,
+            // skipping hidden keys (0 * inf would be NaN).
+            for oc in ot.chunks_exact_mut(qb) {
+                for (hh, al) in alpha.iter().enumerate() {
+                    store::<A>(load::<A>(oc, hh) * *al, oc, hh);
+                }
+            }
+            let mu = spill::<A, H>(&m_use);
+            let mut la = spill::<A, H>(&l);
+            for (r, (lr, &mr)) in la.iter_mut().zip(mu.iter()).enumerate().take(nq) {
+                for (sc, vr) in tile.chunks_exact(qb).zip(vrows.iter()) {
+                    let x = sc.get(r).copied().unwrap_or(neg_inf);
+                    if x == neg_inf {
+                        continue;
+                    }
+                    let p = (x - mr).exp();
+                    *lr += p;
+                    for (oc, &ve) in ot.chunks_exact_mut(qb).zip(vr.iter()) {
+                        if let Some(y) = oc.get_mut(r) {
+                            *y += p * ve;
+                        }
+                    }
+                }
+            }
+            for (hh, lv) in l.iter_mut().enumerate() {
+                *lv = load::<A>(&la, hh);
+            }
+        }
+        t0 += n;
+    }
+
+    // Write the rows: acc / l, zeros for a row with no visible key, NaN for a NaN logit.
+    let (l_a, m_a, nan_a) = (spill::<A, H>(&l), spill::<A, H>(&m), spill::<A, H>(&nan));
+    let [osb, osh, osi, ose] = out.os;
+    for r in 0..nq {
+        let (lr, mr, nr) = (
+            l_a.get(r).copied().unwrap_or_else(A::nan),
+            m_a.get(r).copied().unwrap_or_else(A::nan),
+            nan_a.get(r).is_some_and(|x| x.is_nan()),
+        );
+        let (value, row_lse) = if nr {
+            (Some(A::nan()), A::nan())
+        } else if lr == A::zero() {
+            (Some(A::zero()), neg_inf)
+        } else {
+            (None, mr + lr.ln())
+        };
+        let orow = out.o0 + b * osb + h * osh + (i0 + r) * osi;
+        let len = out.o.len();
+        for (e, oc) in ot.chunks_exact(qb).enumerate() {
+            let y = match value {
+                Some(z) => z,
+                None => oc.get(r).copied().unwrap_or_else(A::nan) / lr,
+            };
+            let slot = out
+                .o
+                .get_mut(orow + e * ose)
+                .ok_or_else(|| oob("o", orow + e * ose + 1, len))?;
+            *slot = T::from_acc(y);
+        }
+        if let Some((lm, l0, ls)) = out.lse.as_mut() {
+            let [lsb, lsh, lsi] = *ls;
+            let at = *l0 + b * lsb + h * lsh + (i0 + r) * lsi;
+            let len = lm.len();
+            *lm.get_mut(at).ok_or_else(|| oob("lse", at + 1, len))? = row_lse;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn merge<T: Element>(

@@ -140,7 +140,7 @@ struct Failures(Vec<String>, usize, usize, usize);
 impl Failures {
     /// Under Miri, where each call costs about a second, one call in `miri_stride` runs (a prime
     /// that does not divide the loops' sizes, so the calls kept still spread over the
-    /// operations, dtypes, lengths and storages: about 25 per test).
+    /// operations, dtypes, lengths and storages: about a dozen per test).
     fn new(miri_stride: usize) -> Failures {
         Failures(Vec::new(), 0, 0, miri_stride)
     }
@@ -225,7 +225,7 @@ fn unary_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn unary_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::new(97);
+    let mut f = Failures::new(193);
     each_dtype!(unary_in(&s, &mut f));
     f.assert_none("unary");
 }
@@ -270,7 +270,7 @@ fn binary_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn binary_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::new(71);
+    let mut f = Failures::new(139);
     each_dtype!(binary_in(&s, &mut f));
     f.assert_none("binary");
 }
@@ -307,7 +307,7 @@ fn cast_from<S: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn cast_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::new(23);
+    let mut f = Failures::new(47);
     each_dtype!(cast_from(&s, &mut f));
     f.assert_none("cast");
 }
@@ -354,7 +354,7 @@ fn softmax_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn softmax_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::new(23);
+    let mut f = Failures::new(47);
     each_dtype!(softmax_in(&s, &mut f));
     f.assert_none("softmax");
 }
@@ -385,7 +385,7 @@ fn reduce_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn reduce_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::new(37);
+    let mut f = Failures::new(71);
     each_dtype!(reduce_in(&s, &mut f));
     f.assert_none("reduce");
 }
@@ -423,7 +423,7 @@ fn top_k_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn top_k_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::new(23);
+    let mut f = Failures::new(47);
     each_dtype!(top_k_in(&s, &mut f));
     f.assert_none("top_k");
 }
@@ -487,7 +487,7 @@ fn gemm_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn gemm_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::new(7);
+    let mut f = Failures::new(11);
     each_dtype!(gemm_in(&s, &mut f));
     f.assert_none("gemm");
 }

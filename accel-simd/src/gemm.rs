@@ -344,9 +344,7 @@ fn pack_a<E: Element>(
             for (kk, chunk) in panel.chunks_exact_mut(MR).enumerate() {
                 let at = base + i0 + kk * s.col;
                 let src = mem.get(at..at + rows).ok_or(oob(mem.len(), at + rows))?;
-                for (dv, sv) in chunk.iter_mut().zip(src) {
-                    *dv = sv.to_acc();
-                }
+                crate::lanes::widen::<E>(src, chunk);
             }
             continue;
         }
@@ -355,9 +353,7 @@ fn pack_a<E: Element>(
             let lane = panel.get_mut(i..).unwrap_or(&mut []);
             if s.col == 1 {
                 let src = mem.get(r..r + kcb).ok_or(oob(mem.len(), r + kcb))?;
-                for (dv, sv) in lane.iter_mut().step_by(MR).zip(src) {
-                    *dv = sv.to_acc();
-                }
+                spread::<E>(src, lane, MR);
             } else {
                 for (kk, dv) in lane.iter_mut().step_by(MR).enumerate() {
                     let at = r + kk * s.col;
@@ -400,9 +396,7 @@ fn pack_b<E: Element>(
             let lane = panel.get_mut(j..).unwrap_or(&mut []);
             if s.row == 1 {
                 let src = mem.get(col..col + kcb).ok_or(oob(mem.len(), col + kcb))?;
-                for (dv, sv) in lane.iter_mut().step_by(nr).zip(src) {
-                    *dv = sv.to_acc();
-                }
+                spread::<E>(src, lane, nr);
             } else {
                 for (kk, dv) in lane.iter_mut().step_by(nr).enumerate() {
                     let at = col + kk * s.row;
@@ -412,6 +406,21 @@ fn pack_b<E: Element>(
         }
     }
     Ok(())
+}
+
+/// Writes `src`, widened, to every `step`-th element of `dst` (one row or column of a panel):
+/// a chunk at a time through [`crate::lanes::widen`] (F16C for f16 where the build has it).
+#[inline]
+fn spread<E: Element>(src: &[E], dst: &mut [E::Acc], step: usize) {
+    let mut tmp = [<E::Acc as Real>::zero(); 64];
+    let mut it = dst.iter_mut().step_by(step);
+    for part in src.chunks(64) {
+        crate::lanes::widen::<E>(part, &mut tmp);
+        // `tmp` first: `zip` stops on it without taking one more slot of `it`.
+        for (&x, d) in tmp.iter().take(part.len()).zip(&mut it) {
+            *d = x;
+        }
+    }
 }
 
 /// The register tile: `acc[i][v] = sum_kk a[kk, i] * b[kk, v LANES ..]` over one packed A panel

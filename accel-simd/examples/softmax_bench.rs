@@ -36,7 +36,7 @@ fn main() {
     let bytes = 2.0 * (n * 4) as f64;
     // Copy bandwidth (read + write), the ceiling of a one-pass kernel.
     let mut z = vec![0f32; n];
-    let tc = best_of(5, || z.copy_from_slice(std::hint::black_box(&x)));
+    let tc = best_of(5, || z.copy_from_slice(core::hint::black_box(&x)));
     let s = Simd::new().expect("this CPU runs the build's level");
     for kind in [SoftmaxKind::Softmax, SoftmaxKind::LogSoftmax] {
         let ts = best_of(5, || {
@@ -70,5 +70,5 @@ fn main() {
             bytes / tc / 1e9
         );
     }
-    std::hint::black_box(&z);
+    core::hint::black_box(&z);
 }

@@ -175,7 +175,7 @@ fn unary_flat<T: Element>(op: Unary, x: &[T], y: &mut [T]) -> bool {
         )),
         Unary::Gelu => dispatch1!(T, x, y, |v: A| {
             let t = -v * <A as Lanes>::V::splat(A::lit(core::f64::consts::FRAC_1_SQRT_2));
-            let g = <A as Lanes>::V::splat(A::lit(0.5)) * v * t.map(<A as Real>::erfc);
+            let g = <A as Lanes>::V::splat(A::lit(0.5)) * v * math::erfc::<A>(t);
             zero_at_neg_inf::<A>(v, g)
         }),
         Unary::GeluTanh => dispatch1!(T, x, y, |v: A| {

@@ -8,6 +8,7 @@ pub mod compare;
 mod failure;
 pub mod harness;
 pub mod mechanisms;
+pub mod peers;
 pub mod perf;
 pub mod properties;
 pub mod strategies;

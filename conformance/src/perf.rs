@@ -76,16 +76,20 @@ pub fn time(mut bench: Bench<'_>, budget: Duration) -> Result<Timing, Failure> {
 /// This machine's measured peak on one core.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Peak {
-    /// f32 multiply-then-add throughput of one core with the instruction set this binary was built
-    /// for (128 independent chains, vectorised by the compiler), in GFLOP/s. A build with wider
-    /// vectors or fused multiply-add (`-C target-cpu=native`) measures a higher peak.
+    /// f32 fused multiply-add throughput of one core with the instruction set this binary was
+    /// built for, in GFLOP/s (2 flops per lane per `mul_add`): `wide` vectors of the build's width
+    /// (`f32x16` with AVX-512, `f32x8` otherwise) and its `mul_add` (one FMA instruction where the
+    /// build has FMA, a multiply and an add otherwise), over enough independent chains to cover
+    /// the latency of both FMA pipes. So a default build reports the SSE2 peak and an
+    /// `x86-64-v3` build the AVX2+FMA peak, as the kernels of that build can reach.
     pub gflops: f64,
-    /// Memory bandwidth of one core on a STREAM triad over 3 x 32 MiB, in GB/s (bytes read plus
-    /// written).
+    /// Memory bandwidth of one core on a STREAM triad (McCalpin 1995) `a = b + s c` over three
+    /// f64 arrays each at least 4 times the last-level cache (and at least 32 MiB), in GB/s
+    /// (bytes read plus written).
     pub gbps: f64,
 }
 
-/// Measures [`Peak`] in about half a second.
+/// Measures [`Peak`] in about a second.
 pub fn peak() -> Peak {
     Peak {
         gflops: best_of(3, flops_probe),
@@ -97,32 +101,69 @@ fn best_of(n: usize, f: fn() -> f64) -> f64 {
     (0..n).map(|_| f()).fold(0.0, f64::max)
 }
 
+/// The build's widest f32 vector, as `seq-accel-simd` chooses it.
+#[cfg(target_feature = "avx512f")]
+type F32s = wide::f32x16;
+/// The build's widest f32 vector, as `seq-accel-simd` chooses it.
+#[cfg(not(target_feature = "avx512f"))]
+type F32s = wide::f32x8;
+
 fn flops_probe() -> f64 {
-    // 128 independent chains: enough to hide the latency of the vector units, in one flat array
-    // the compiler vectorises for this build's instruction set (separate multiply and add: Rust
-    // does not contract them into FMA).
-    const CHAINS: usize = 128;
-    let iters = 2_000_000usize;
-    let mut acc = [1.0f32; CHAINS];
-    let m = black_box(0.999_999_9f32);
-    let c = black_box(1e-7f32);
+    // 12 independent chains of vectors: at least latency (4-5 cycles) x 2 FMA pipes of every x86
+    // core, and few enough (with the two constants) to stay in the 16 vector registers of AVX2.
+    const CHAINS: usize = 12;
+    let lanes = size_of::<F32s>() / size_of::<f32>();
+    let iters = 4_000_000usize;
+    let mut acc = [F32s::splat(1.0); CHAINS];
+    for (i, a) in acc.iter_mut().enumerate() {
+        *a = F32s::splat(1.0 + i as f32 * 1e-3);
+    }
+    let m = F32s::splat(black_box(0.999_999_9f32));
+    let c = F32s::splat(black_box(1e-7f32));
     let t = Instant::now();
     for _ in 0..iters {
         for x in acc.iter_mut() {
-            *x = *x * m + c;
+            *x = x.mul_add(m, c);
         }
     }
     let s = t.elapsed().as_secs_f64();
     black_box(&acc);
-    (2 * CHAINS * iters) as f64 / s / 1e9
+    (2 * lanes * CHAINS * iters) as f64 / s / 1e9
+}
+
+/// Bytes of the last-level cache (Linux sysfs), or 32 MiB when it cannot be read.
+fn last_level_cache() -> usize {
+    let mut best = 0usize;
+    for i in 0..8 {
+        let path = format!("/sys/devices/system/cpu/cpu0/cache/index{i}/size");
+        let Ok(s) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let s = s.trim();
+        let (num, mul) = match s.strip_suffix('K') {
+            Some(n) => (n, 1usize << 10),
+            None => match s.strip_suffix('M') {
+                Some(n) => (n, 1 << 20),
+                None => (s, 1),
+            },
+        };
+        if let Ok(n) = num.parse::<usize>() {
+            best = best.max(n * mul);
+        }
+    }
+    if best == 0 { 32 << 20 } else { best }
 }
 
 fn triad_probe() -> f64 {
-    let n = 4 << 20; // 4 Mi f64 = 32 MiB per array
+    // Each array at least 4 x the last-level cache (so the triad streams from memory), at least
+    // 32 MiB, at most 512 MiB.
+    let bytes = (4 * last_level_cache()).clamp(32 << 20, 512 << 20);
+    let n = bytes / size_of::<f64>();
     let b = vec![1.0f64; n];
     let c = vec![2.0f64; n];
     let mut a = vec![0.0f64; n];
     let s = black_box(3.0f64);
+    // A first pass faults every page in.
     for (x, (y, z)) in a.iter_mut().zip(b.iter().zip(&c)) {
         *x = y + s * z;
     }

@@ -335,6 +335,7 @@ fn run_dtype<B: Allocate, T: Element>(b: &B, config: &Config, rows: &mut Vec<Row
         rows.push(row);
     }
     crate::mechanisms::rows::<B, T>(b, config, seed, n, rows);
+    crate::peers::rows::<B, T>(b, config, rows);
     if config.wants("rejection") && config.checks {
         let mut row = Row::new::<B, T>(b, "rejection");
         match p::rejection::check::<B, T>(b) {

@@ -642,14 +642,28 @@ pub fn cases() -> impl Strategy<Value = Case> {
 /// # Errors
 /// Setup failures.
 pub fn bench<'a, B: Allocate, T: Element>(b: &'a B, len: usize) -> Result<Bench<'a>, Failure> {
-    let d = dims(1, 4, 2, len, len, 64, 64);
+    bench_heads::<B, T>(b, 4, 2, len)
+}
+
+/// Timing: `B = 1`, `hq` query heads over `hkv` KV heads, `L = len`, `D = Dv = 64`, causal,
+/// head-major `[1, H, L, 64]` (PyTorch's `scaled_dot_product_attention` layout).
+///
+/// # Errors
+/// Setup failures.
+pub fn bench_heads<'a, B: Allocate, T: Element>(
+    b: &'a B,
+    hq: usize,
+    hkv: usize,
+    len: usize,
+) -> Result<Bench<'a>, Failure> {
+    let d = dims(1, hq, hkv, len, len, 64, 64);
     let t = |s: [usize; 4], seed| Tensor::contiguous(&s, ramp(s.iter().product(), seed));
-    let q = Input::<B, T>::new(b, &t([1, 4, len, 64], 1)?)?;
-    let k = Input::<B, T>::new(b, &t([1, 2, len, 64], 2)?)?;
-    let v = Input::<B, T>::new(b, &t([1, 2, len, 64], 3)?)?;
+    let q = Input::<B, T>::new(b, &t([1, hq, len, 64], 1)?)?;
+    let k = Input::<B, T>::new(b, &t([1, hkv, len, 64], 2)?)?;
+    let v = Input::<B, T>::new(b, &t([1, hkv, len, 64], 3)?)?;
     let mut o = Output::<B, T>::new(
         b,
-        &Layout::contiguous(&[1, 4, len, 64]).map_err(Failure::setup)?,
+        &Layout::contiguous(&[1, hq, len, 64]).map_err(Failure::setup)?,
         None,
     )?;
     let mut ws = b
@@ -675,7 +689,7 @@ pub fn bench<'a, B: Allocate, T: Element>(b: &'a B, len: usize) -> Result<Bench<
         }),
         // Causal: about half of the L x L products are computed.
         work: Work::Flops(d.flops() / 2.0),
-        size: format!("B1 H4/2 L{len} D64 causal"),
+        size: format!("B1 H{hq}/{hkv} L{len} D64 causal"),
     })
 }
 

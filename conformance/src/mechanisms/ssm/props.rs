@@ -934,7 +934,7 @@ fn bench_step<B: Allocate, T: Element>(b: &B, h: usize, n: usize) -> Result<Benc
 /// `L (L + 1)` flops per channel for the direct path; for the FFT path its own count,
 /// `1.5 * 5 n log2 n` (three complex FFTs per two channels) `+ 16 n` (split and product) per
 /// channel, `n` the FFT length.
-fn bench_conv<B: Allocate, T: Element>(
+pub(crate) fn bench_conv<B: Allocate, T: Element>(
     b: &B,
     h: usize,
     l: usize,

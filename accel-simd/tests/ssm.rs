@@ -364,7 +364,8 @@ fn scan_case<T: Element>(h: usize, n: usize, l: usize, seed: u64) {
 fn scan_every_tail() {
     let w = F32_LANES;
     for n in 0..=3 * w + 1 {
-        for (h, l) in [(1, 1), (3, 5), (2, 0)] {
+        // One token (the portable path), 9 and 13 (the vector path), none.
+        for (h, l) in [(1, 1), (3, 9), (2, 0), (2, 13)] {
             scan_case::<f64>(h, n, l, n as u64);
             scan_case::<f32>(h, n, l, n as u64 + 50);
         }

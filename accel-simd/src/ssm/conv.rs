@@ -183,12 +183,33 @@ fn conv_lanes<T: Element, A: Lanes>(
                 continue;
             }
             let base = koff + (h0 + lane) * ks0;
-            for t in 0..l {
-                let i = base + t * ks1;
-                let x = acc_as::<T, A>(km.get(i).ok_or(oob(km.len(), i))?.to_acc());
-                let dst = if t % 2 == 0 { &mut *kre } else { &mut *kim };
-                if let Some(s) = dst.get_mut((t / 2) * w + lane) {
-                    *s = x;
+            match (ks1 == 1 || l <= 1, km.get(base..base + l)) {
+                (true, Some(row)) => {
+                    // A contiguous row: pairs (x_2j, x_2j+1) into lane `lane` of point j.
+                    let mut pairs = row.chunks_exact(2);
+                    for ((p, r), i) in (&mut pairs)
+                        .zip(kre.chunks_exact_mut(w))
+                        .zip(kim.chunks_exact_mut(w))
+                    {
+                        if let ([a, b], Some(rs), Some(is)) = (p, r.get_mut(lane), i.get_mut(lane))
+                        {
+                            *rs = acc_as::<T, A>(a.to_acc());
+                            *is = acc_as::<T, A>(b.to_acc());
+                        }
+                    }
+                    if let ([a], Some(rs)) = (pairs.remainder(), kre.get_mut((l / 2) * w + lane)) {
+                        *rs = acc_as::<T, A>(a.to_acc());
+                    }
+                }
+                _ => {
+                    for t in 0..l {
+                        let i = base + t * ks1;
+                        let x = acc_as::<T, A>(km.get(i).ok_or(oob(km.len(), i))?.to_acc());
+                        let dst = if t % 2 == 0 { &mut *kre } else { &mut *kim };
+                        if let Some(s) = dst.get_mut((t / 2) * w + lane) {
+                            *s = x;
+                        }
+                    }
                 }
             }
         }

@@ -21,15 +21,27 @@ use crate::lanes::{Lanes, Vector};
 const BLOCK_BYTES: usize = 16 * 1024;
 
 /// `tw[i] = e^{-2 pi i i/n}` for `i < n/2`, split into `re` and `im` (each `n/2` long),
-/// computed in f64 (`libm::sincos`) and rounded once, as the portable kernel's table.
+/// computed in f64 (`libm::sincos`) and rounded once, as the portable kernel's table (the upper
+/// half by the exact mirror `tw[n/2 - i] = -conj(tw[i])`).
 pub(crate) fn twiddles<A: Lanes>(n: usize, re: &mut [A], im: &mut [A]) {
     #[allow(clippy::cast_precision_loss)] // n < 2^53
     let step = -2.0 * core::f64::consts::PI / n as f64;
-    for (j, (r, i)) in re.iter_mut().zip(im.iter_mut()).enumerate() {
+    let m = re.len().min(im.len());
+    // `tw[m - j] = (-re tw[j], im tw[j])` (the angle mirrored about -pi/2): half the sincos calls.
+    let half = m / 2;
+    for (j, (r, i)) in re.iter_mut().zip(im.iter_mut()).enumerate().take(half + 1) {
         #[allow(clippy::cast_precision_loss)]
         let (s, c) = libm::sincos(step * j as f64);
         *r = A::lit(c);
         *i = A::lit(s);
+    }
+    for j in half + 1..m {
+        if let (Some(&r), Some(&i)) = (re.get(m - j), im.get(m - j)) {
+            if let (Some(dr), Some(di)) = (re.get_mut(j), im.get_mut(j)) {
+                *dr = -r;
+                *di = i;
+            }
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! channel's interleaved `[re, im]` parameters and state are split once into real and imaginary
 //! stack buffers of at most [`MAX_MODES`] modes, so the update is vertical vector arithmetic; the
 //! last `N mod LANES` modes are scalar (a zero-padded lane would meet an infinite `u` as a NaN).
-//! Non-contiguous parameters or state, or more modes, take the portable kernel.
+//! Non-contiguous parameters or state, more modes, or fewer than [`MIN_TOKENS`] tokens take the
+//! portable kernel.
 
 use seqcore::portable::ssm::scan::check_scan;
 use seqcore::{Backend, DType, Element, Reference, Result, View, ViewMut};
@@ -17,6 +18,11 @@ use crate::linear_memory::{acc_as, as_acc, oob};
 
 /// Modes per channel held in the stack buffers.
 pub(crate) const MAX_MODES: usize = 256;
+
+/// Tokens from which splitting a channel's parameters pays for itself: shorter calls (a
+/// streaming step) take the portable kernel, whose dense path walks the interleaved pairs
+/// directly (measured: a one-token step over H = 256, N = 64 was 1.5x slower split).
+pub(crate) const MIN_TOKENS: usize = 8;
 
 /// The scan (see the module docs); checks and errors as the portable kernel's.
 #[allow(clippy::too_many_arguments)] // the operands of one fused kernel
@@ -43,7 +49,8 @@ pub(crate) fn scan<T: Element>(
         && c.layout().is_contiguous()
         && state.layout().is_contiguous()
         && n > 0
-        && n <= MAX_MODES;
+        && n <= MAX_MODES
+        && l >= MIN_TOKENS;
     match <T::Acc as Element>::DTYPE {
         DType::F32 if dense => scan_lanes::<T, f32>(abar, bbar, c, d, u, state, y, (h, n, l)),
         DType::F64 if dense => scan_lanes::<T, f64>(abar, bbar, c, d, u, state, y, (h, n, l)),

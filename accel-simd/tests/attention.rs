@@ -393,10 +393,15 @@ fn nan_logits_give_nan_rows_and_huge_logits_are_exact() {
     c.params.causal = true;
     c.params.query_offset = Some(0);
     check::<f32>(&c, 2e-5); // only rows >= 70 see key 70
-    // Huge logits: 1e18 * 1e18 overflows f32 to ±inf.
+    // Huge logits, one huge product per dot (no cancellation, whose rounding FMA changes):
+    // 1e18 * 1e18 and 1e20 * 1e20 (which overflows f32 to +inf).
     let mut c = plain(d(1, 1, 1, 9, 70, 4, 4), |t, i| {
-        if t < 2 && i % 5 == 0 {
-            1e18 * if i % 2 == 0 { 1.0 } else { -1.0 }
+        if t < 2 && i % 4 == 0 {
+            match (i / 4) % 3 {
+                0 => 1e18,
+                1 => -1e18,
+                _ => 1e20,
+            }
         } else {
             ramp(t, i)
         }

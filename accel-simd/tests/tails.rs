@@ -140,7 +140,8 @@ struct Failures(Vec<String>, usize, usize, usize);
 impl Failures {
     /// Under Miri, where each call costs about a second, one call in `miri_stride` runs (a prime
     /// that does not divide the loops' sizes, so the calls kept still spread over the
-    /// operations, dtypes, lengths and storages: about a dozen per test).
+    /// operations, dtypes, lengths and storages: about a dozen per test, four for unary and
+    /// top-k, whose calls cost the most there).
     fn new(miri_stride: usize) -> Failures {
         Failures(Vec::new(), 0, 0, miri_stride)
     }
@@ -225,7 +226,7 @@ fn unary_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn unary_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::new(193);
+    let mut f = Failures::new(613);
     each_dtype!(unary_in(&s, &mut f));
     f.assert_none("unary");
 }
@@ -423,7 +424,7 @@ fn top_k_in<T: Element>(s: &Simd, f: &mut Failures) {
 #[test]
 fn top_k_tails() {
     let Some(s) = simd() else { return };
-    let mut f = Failures::new(47);
+    let mut f = Failures::new(151);
     each_dtype!(top_k_in(&s, &mut f));
     f.assert_none("top_k");
 }

@@ -52,10 +52,8 @@ pub(crate) fn recurrent<T: Element>(
     let d = dims(&inputs, state.layout(), o.as_ref().map(ViewMut::layout))?;
     // An empty extent has nothing to vectorise; the portable kernel handles its odd layouts.
     let empty = d.len == 0 || d.heads == 0 || d.dk == 0 || d.dv == 0;
-    let fast = !empty
-        && d.dk <= MAX_FEATURES
-        && d.dv <= MAX_FEATURES
-        && rows_contiguous(state.layout());
+    let fast =
+        !empty && d.dk <= MAX_FEATURES && d.dv <= MAX_FEATURES && rows_contiguous(state.layout());
     match <T::Acc as Element>::DTYPE {
         DType::F32 if fast => recurrent_lanes::<T, f32>(spec, d, inputs, state, o),
         DType::F64 if fast => recurrent_lanes::<T, f64>(spec, d, inputs, state, o),

@@ -107,7 +107,13 @@ fn vectors_on_the_committed_softmax_file_passes_every_case() {
 #[test]
 fn vectors_with_a_failing_case_exits_1_with_the_reason_on_one_line() {
     let file = fixture("one_good_one_bad.json");
-    let r = run(&[std::ffi::OsStr::new("vectors"), file.as_os_str()]);
+    // One backend, so that each case is one line (every available backend runs it otherwise).
+    let r = run(&[
+        std::ffi::OsStr::new("vectors"),
+        file.as_os_str(),
+        std::ffi::OsStr::new("--backend"),
+        std::ffi::OsStr::new("reference"),
+    ]);
     assert_eq!(r.code, Some(1), "{r:?}");
     let pass: Vec<&str> = r
         .stdout
@@ -139,7 +145,12 @@ fn vectors_with_a_failing_case_exits_1_with_the_reason_on_one_line() {
 fn vectors_with_a_malformed_file_fails_without_crashing() {
     // A file that is not a vector file at all (this very source file) is one failed entry.
     let file = manifest().join("tests/cli.rs");
-    let r = run(&[std::ffi::OsStr::new("vectors"), file.as_os_str()]);
+    let r = run(&[
+        std::ffi::OsStr::new("vectors"),
+        file.as_os_str(),
+        std::ffi::OsStr::new("--backend"),
+        std::ffi::OsStr::new("reference"),
+    ]);
     assert_eq!(r.code, Some(1), "{r:?}");
     assert!(
         r.stdout
@@ -222,7 +233,15 @@ fn help_exits_0_with_the_usage() {
 
 #[test]
 fn report_json_on_softmax() {
-    let r = run(&["report", "--quick", "--filter", "^softmax$", "--json"]);
+    let r = run(&[
+        "report",
+        "--quick",
+        "--filter",
+        "^softmax$",
+        "--json",
+        "--backend",
+        "reference",
+    ]);
     assert_eq!(r.code, Some(0), "{r:?}");
     let v: Value = serde_json::from_str(&r.stdout).expect("the report is JSON");
     assert_eq!(v["mode"], "report", "{v}");
@@ -255,7 +274,14 @@ fn report_json_on_softmax() {
 
 #[test]
 fn report_table_on_top_k() {
-    let r = run(&["report", "--quick", "--filter", "top_k"]);
+    let r = run(&[
+        "report",
+        "--quick",
+        "--filter",
+        "top_k",
+        "--backend",
+        "reference",
+    ]);
     assert_eq!(r.code, Some(0), "{r:?}");
     let lines: Vec<&str> = r.stdout.lines().collect();
     let header = lines

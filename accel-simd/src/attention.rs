@@ -291,7 +291,18 @@ where
         o,
         lse,
     };
-    if unit_rows(ops.q.layout())
+    // Empty operands (no keys, a zero feature axis) have nothing to vectorise, and their
+    // layouts may hold any strides: the portable kernel takes them.
+    let filled = [
+        ops.q.layout(),
+        ops.k.layout(),
+        ops.v.layout(),
+        ops.o.layout(),
+    ]
+    .iter()
+    .all(|l| l.numel() > 0);
+    if filled
+        && unit_rows(ops.q.layout())
         && unit_rows(ops.k.layout())
         && unit_rows(ops.v.layout())
         && unit_rows(ops.o.layout())

@@ -83,9 +83,11 @@ pub(crate) fn chunkwise<T: Element>(
             capacity: wl.numel(),
         });
     }
+    // An empty extent has nothing to vectorise; the portable kernel handles its odd layouts.
+    let empty = d.len == 0 || d.heads == 0 || d.dk == 0 || d.dv == 0;
     match <T::Acc as Element>::DTYPE {
-        DType::F32 => lanes::<T, f32>(spec, chunk, d, inputs, state, o, workspace, need),
-        DType::F64 => lanes::<T, f64>(spec, chunk, d, inputs, state, o, workspace, need),
+        DType::F32 if !empty => lanes::<T, f32>(spec, chunk, d, inputs, state, o, workspace, need),
+        DType::F64 if !empty => lanes::<T, f64>(spec, chunk, d, inputs, state, o, workspace, need),
         _ => Reference.linear_memory_chunkwise(spec, chunk, inputs, state, o, workspace),
     }
 }

@@ -532,12 +532,12 @@ fn write1<T: Element>(
     write2::<T>(x, x, out, fill, |a, _| f(a));
 }
 
-/// The portable online log-sum-exp of `x * s` (for rows whose maximum is `+inf`, where the
+/// The portable online log-sum-exp of `x / t` (for rows whose maximum is `+inf`, where the
 /// order of the updates decides which elements turn NaN).
-fn lse_online<A: Real>(xs: impl Iterator<Item = A>, s: A) -> A {
+fn lse_online<A: Real>(xs: impl Iterator<Item = A>, t: A) -> A {
     let (mut m, mut l) = (A::neg_infinity(), A::zero());
     for x in xs {
-        let x = x * s;
+        let x = x / t;
         if x > m {
             l = l * (m - x).exp() + A::one();
             m = x;
@@ -552,18 +552,20 @@ fn lse_online<A: Real>(xs: impl Iterator<Item = A>, s: A) -> A {
     }
 }
 
-/// `ln sum_i exp(s x_i)` of one row (`s > 0`): `-inf` when no element is finite (NaN too are
+/// `ln sum_i exp(x_i / t)` of one row (`t > 0`; divided, not multiplied by `1 / t`, and
+/// rounded before the maximum is taken off, as the portable kernel does, so that the largest
+/// element's `x / t - z` is exactly 0 where the portable kernel's is): `-inf` when no element is finite (NaN too are
 /// skipped by the maximum, as the portable form skips them before any finite element), NaN when
 /// a NaN meets a finite element.
-fn lse_row<T: Element>(x: &[T], s: T::Acc) -> T::Acc
+fn lse_row<T: Element>(x: &[T], t: T::Acc) -> T::Acc
 where
     T::Acc: Lanes,
 {
-    lse_rows::<T>(x, x, s).0
+    lse_rows::<T>(x, x, t).0
 }
 
 /// [`lse_row`] of two rows of equal length at once.
-fn lse_rows<T: Element>(x: &[T], y: &[T], s: T::Acc) -> (T::Acc, T::Acc)
+fn lse_rows<T: Element>(x: &[T], y: &[T], t: T::Acc) -> (T::Acc, T::Acc)
 where
     T::Acc: Lanes,
 {
@@ -582,30 +584,30 @@ where
             .copied()
             .fold(ninf, |m, e| if e > m { e } else { m })
     };
-    let (mx, my) = (hmax(mx) * s, hmax(my) * s);
+    let (mx, my) = (hmax(mx) / t, hmax(my) / t);
     let finite = |m: T::Acc| m.is_finite();
     if !(finite(mx) && finite(my)) {
         // -inf: no distribution; +inf: the portable order of updates (rare, exact replica).
         let lx = if mx == ninf {
             ninf
         } else {
-            lse_online(x.iter().map(|e| e.to_acc()), s)
+            lse_online(x.iter().map(|e| e.to_acc()), t)
         };
         let ly = if my == ninf {
             ninf
         } else {
-            lse_online(y.iter().map(|e| e.to_acc()), s)
+            lse_online(y.iter().map(|e| e.to_acc()), t)
         };
         if finite(mx) {
-            return (lse_finite::<T>(x, s, mx), ly);
+            return (lse_finite::<T>(x, t, mx), ly);
         }
         if finite(my) {
-            return (lx, lse_finite::<T>(y, s, my));
+            return (lx, lse_finite::<T>(y, t, my));
         }
         return (lx, ly);
     }
-    let (vs, nx, ny) = (
-        V::<T::Acc>::splat(s),
+    let (vt, nx, ny) = (
+        V::<T::Acc>::splat(t),
         V::<T::Acc>::splat(-mx),
         V::<T::Acc>::splat(-my),
     );
@@ -613,24 +615,24 @@ where
     let (mut sx, mut sy) = (zero, zero);
     blocks2::<T>(x, y, |a, b| {
         each2::<T::Acc>(a, b, ninf, |u, w| {
-            sx = sx + math::exp::<T::Acc>(u.mul_add(vs, nx));
-            sy = sy + math::exp::<T::Acc>(w.mul_add(vs, ny));
+            sx = sx + math::exp::<T::Acc>(u / vt + nx);
+            sy = sy + math::exp::<T::Acc>(w / vt + ny);
         });
     });
     (mx + sx.reduce_add().ln(), my + sy.reduce_add().ln())
 }
 
-/// `m + ln sum exp(s x_i - m)` of one row whose scaled maximum `m` is finite.
-fn lse_finite<T: Element>(x: &[T], s: T::Acc, m: T::Acc) -> T::Acc
+/// `m + ln sum exp(x_i / t - m)` of one row whose scaled maximum `m` is finite.
+fn lse_finite<T: Element>(x: &[T], t: T::Acc, m: T::Acc) -> T::Acc
 where
     T::Acc: Lanes,
 {
     type V<A> = <A as Lanes>::V;
-    let (vs, nm) = (V::<T::Acc>::splat(s), V::<T::Acc>::splat(-m));
+    let (vt, nm) = (V::<T::Acc>::splat(t), V::<T::Acc>::splat(-m));
     let mut sum = V::<T::Acc>::splat(T::Acc::zero());
     blocks1::<T>(x, |a| {
         each1::<T::Acc>(a, T::Acc::neg_infinity(), |u| {
-            sum = sum + math::exp::<T::Acc>(u.mul_add(vs, nm));
+            sum = sum + math::exp::<T::Acc>(u / vt + nm);
         });
     });
     m + sum.reduce_add().ln()
@@ -876,7 +878,7 @@ where
         out: &mut Outputs<'_, '_, T>,
     ) -> Result<()> {
         type V<A> = <A as Lanes>::V;
-        let (inv_t, _, f) = factors::<T::Acc>(cfg);
+        let (inv_t, t, f) = factors::<T::Acc>(cfg);
         let v = self.v;
         let zero = T::Acc::zero();
         let ninf = T::Acc::neg_infinity();
@@ -890,18 +892,18 @@ where
             }
             let tr = row(self.tm, to, v, "teacher")?;
             let sr = row(self.sm, so, v, "student")?;
-            let (zt, zs) = lse_rows::<T>(tr, sr, inv_t);
+            let (zt, zs) = lse_rows::<T>(tr, sr, t);
             if zt == ninf || zs == ninf {
                 out.nothing(v)?;
                 continue;
             }
-            let (vi, nzt, nzs) = (
-                V::<T::Acc>::splat(inv_t),
+            let (vt, nzt, nzs) = (
+                V::<T::Acc>::splat(t),
                 V::<T::Acc>::splat(-zt),
                 V::<T::Acc>::splat(-zs),
             );
             let probs = |a: V<T::Acc>, b: V<T::Acc>| {
-                let (lp, lq) = (a.mul_add(vi, nzt), b.mul_add(vi, nzs));
+                let (lp, lq) = (a / vt + nzt, b / vt + nzs);
                 (math::exp::<T::Acc>(lp), lp, math::exp::<T::Acc>(lq), lq)
             };
             let c = f * w;
@@ -1068,7 +1070,7 @@ where
             return Err(e);
         }
         let sr = row(sm, so, v, "student")?;
-        let zs = lse_row::<T>(sr, inv_t);
+        let zs = lse_row::<T>(sr, t);
         if zk == ninf || zs == ninf {
             out.nothing(v)?;
             continue;
@@ -1077,7 +1079,7 @@ where
         let bucket = |a: usize| -> Result<Probs<T::Acc>> {
             let x = get(vm, vo + a * vs, "values")?.to_acc() / t;
             let i = usize::try_from(get(im, io + a * is, "indices")?).unwrap_or(usize::MAX);
-            let y = get(sm, so.wrapping_add(i), "student")?.to_acc() * inv_t;
+            let y = get(sm, so.wrapping_add(i), "student")?.to_acc() / t;
             let (lp, lq) = (l1r + x - zk, y - zs);
             Ok((lp.exp(), lp, lq.exp(), lq))
         };
@@ -1111,14 +1113,14 @@ where
             } else {
                 cg * (g_t - gq)
             };
-            let (vi, nzs, vc, vz) = (
-                V::<T::Acc>::splat(inv_t),
+            let (vt, nzs, vc, vz) = (
+                V::<T::Acc>::splat(t),
                 V::<T::Acc>::splat(-zs),
                 V::<T::Acc>::splat(coef),
                 V::<T::Acc>::splat(zero),
             );
             write1::<T>(sr, g, ninf, |y| {
-                let q = math::exp::<T::Acc>(y.mul_add(vi, nzs));
+                let q = math::exp::<T::Acc>(y / vt + nzs);
                 q.select_eq(vz, vz, vc * q)
             });
             for a in 0..k {

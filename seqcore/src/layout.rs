@@ -15,6 +15,19 @@ pub const MAX_RANK: usize = 6;
 ///
 /// The extent of the addresses a layout reaches (its [`Layout::end`]) is computed once, with
 /// checked arithmetic, when it is made; the operations that cut it can only shrink it.
+///
+/// An empty layout (an extent of 0) addresses nothing, so any offset and strides would pass that
+/// check; it is stored as offset 0 with zero strides instead, whatever it was made with, so that
+/// a kernel that computes the start of a row before it learns the row is empty cannot overflow.
+/// Empty layouts are contiguous and non-overlapping.
+///
+/// ```
+/// use seqcore::Layout;
+/// let l = Layout::new(usize::MAX, &[2, 0, 3], &[usize::MAX, 1, 7])?;
+/// assert_eq!((l.offset(), l.strides()), (0, &[0, 0, 0][..]));
+/// assert!(l.is_contiguous());
+/// # Ok::<(), seqcore::Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Layout {
     offset: usize,
@@ -90,7 +103,16 @@ impl Layout {
             }
         }
         l.checked_end()?;
-        Ok(l)
+        Ok(l.canonical())
+    }
+
+    /// `self`, or offset 0 and zero strides when it has no element (see the type's docs).
+    fn canonical(mut self) -> Layout {
+        if self.numel() == 0 {
+            self.offset = 0;
+            self.strides = [0; MAX_RANK];
+        }
+        self
     }
 
     /// Number of axes.
@@ -150,8 +172,11 @@ impl Layout {
     }
 
     /// True when the elements are densely packed in row-major order (size-1 axes may have any
-    /// stride).
+    /// stride; an empty layout is contiguous).
     pub fn is_contiguous(&self) -> bool {
+        if self.numel() == 0 {
+            return true;
+        }
         let mut step = 1usize;
         for (&n, &s) in self.shape().iter().zip(self.strides()).rev() {
             if n != 1 && s != step {
@@ -250,7 +275,7 @@ impl Layout {
         if let Some(e) = l.shape.get_mut(a) {
             *e = len;
         }
-        Ok(l)
+        Ok(l.canonical())
     }
 
     /// Reorders the axes: axis `i` of the result is axis `order[i]` of `self`.

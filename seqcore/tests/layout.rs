@@ -63,8 +63,9 @@ fn contiguous_strides() {
     assert_eq!(parts(&c(&[2, 3, 4])), (0, vec![2, 3, 4], vec![12, 4, 1]));
     assert_eq!(parts(&c(&[5])), (0, vec![5], vec![1]));
     assert_eq!(parts(&c(&[])), (0, vec![], vec![]));
-    assert_eq!(parts(&c(&[0, 3])), (0, vec![0, 3], vec![3, 1]));
-    assert_eq!(parts(&c(&[3, 0, 2])), (0, vec![3, 0, 2], vec![0, 2, 1]));
+    // Empty layouts keep their shape; their strides are zero (they address nothing).
+    assert_eq!(parts(&c(&[0, 3])), (0, vec![0, 3], vec![0, 0]));
+    assert_eq!(parts(&c(&[3, 0, 2])), (0, vec![3, 0, 2], vec![0, 0, 0]));
     assert_eq!(
         parts(&c(&[1, 2, 1, 3, 1, 2])),
         (0, vec![1, 2, 1, 3, 1, 2], vec![12, 6, 6, 2, 2, 1])
@@ -382,7 +383,7 @@ fn unsqueeze_and_expand() {
     assert_eq!(col.expand(&[3, 1]).unwrap(), col);
     assert_eq!(
         parts(&col.expand(&[3, 0]).unwrap()),
-        (5, vec![3, 0], vec![1, 0])
+        (0, vec![3, 0], vec![0, 0])
     );
     assert_eq!(
         col.expand(&[4, 1]),
@@ -774,4 +775,32 @@ fn writable_views_check_bounds_and_overlap() {
         Reference.view_mut(&mut one[..], &[2]),
         Err(Error::OutOfBounds { end: 2, len: 1, .. })
     ));
+}
+
+/// An empty layout addresses nothing: whatever offset and strides it is made with (up to
+/// `usize::MAX`, which only an empty layout can carry), or cut down to, it is offset 0 with zero
+/// strides, so a kernel that computes a row's start before it sees the row is empty cannot
+/// overflow; it is contiguous and non-overlapping, and a view of it needs no memory.
+#[test]
+fn empty_layouts_are_canonical() {
+    let m = usize::MAX;
+    for (off, shape, strides) in [
+        (m, vec![0usize], vec![1usize]),
+        (m, vec![2, 0, 3], vec![m, 1, 7]),
+        (7, vec![4, 3, 0], vec![1, m, m]),
+        (0, vec![0, 0], vec![0, 0]),
+    ] {
+        let e = Layout::new(off, &shape, &strides).unwrap();
+        assert_eq!(parts(&e), (0, shape.clone(), vec![0; shape.len()]));
+        assert_eq!((e.numel(), e.end()), (0, 0));
+        assert!(e.is_contiguous() && e.is_non_overlapping());
+        assert!(addrs(&e).is_empty());
+        let mem: [f32; 0] = [];
+        assert!(View::<Reference, f32>::new(&mem[..], e).is_ok());
+    }
+    // Cut to nothing: the same form.
+    let n = l(5, &[3, 4], &[4, 1]).narrow(1, 2, 0).unwrap();
+    assert_eq!(parts(&n), (0, vec![3, 0], vec![0, 0]));
+    // A non-empty layout keeps what it was given.
+    assert_eq!(parts(&l(m - 1, &[1], &[m])), (m - 1, vec![1], vec![m]));
 }

@@ -7,8 +7,8 @@
 //! channel's interleaved `[re, im]` parameters and state are split once into real and imaginary
 //! stack buffers of at most [`MAX_MODES`] modes, so the update is vertical vector arithmetic; the
 //! last `N mod LANES` modes are scalar (a zero-padded lane would meet an infinite `u` as a NaN).
-//! Non-contiguous parameters or state, more modes, or fewer than [`MIN_TOKENS`] tokens take the
-//! portable kernel.
+//! Non-contiguous parameters or state, no channels or modes (empty views may sit at any offset),
+//! more modes, or fewer than [`MIN_TOKENS`] tokens take the portable kernel.
 
 use seqcore::portable::ssm::scan::check_scan;
 use seqcore::{Backend, DType, Element, Reference, Result, View, ViewMut};
@@ -48,6 +48,7 @@ pub(crate) fn scan<T: Element>(
         && bbar.layout().is_contiguous()
         && c.layout().is_contiguous()
         && state.layout().is_contiguous()
+        && h > 0
         && n > 0
         && n <= MAX_MODES
         && l >= MIN_TOKENS;

@@ -17,10 +17,13 @@
 //! f16 / bf16 rows are widened to f32 block by block into stack buffers (no heap) and the gradient
 //! rounded once at the store. Tails are padded with `-inf` logits, which give `p = q = 0` and so
 //! contribute nothing. Layouts whose last axis is not contiguous take the portable kernel; the
-//! arguments are checked first, in the portable kernel's order, so both answer the same `Err`.
+//! arguments are checked first by the portable kernel's own checks (`check_kd`, `check_sparse`,
+//! `check_ce`), so both answer the same `Err`.
 
-use seqcore::check;
-use seqcore::portable::kd_loss::{CeConfig, Divergence, KdConfig, KdReduction};
+use seqcore::portable::kd_loss::{
+    CeConfig, CeRows, KdConfig, KdReduction, KdRows, Kind, SparseRows, check_ce, check_kd,
+    check_sparse, count_kept, factors, get, next_kept, row_weight, smoothing_share,
+};
 use seqcore::{
     Backend, DType, Element, Error, Layout, Offsets, Real, Reference, Result, View, ViewMut, bf16,
     f16,
@@ -191,80 +194,6 @@ pub(crate) fn cross_entropy<T: Element>(
 
 // ---------------------------------------------------------------------------------------------
 // Checks and bookkeeping, as the portable kernel's.
-
-/// The shape of the rows of `x` (all axes but the last) and the row length.
-fn rows_of(arg: &'static str, x: &Layout) -> Result<(Layout, usize, usize)> {
-    if x.rank() == 0 {
-        return Err(Error::Rank {
-            arg,
-            got: 0,
-            min: 1,
-            max: seqcore::MAX_RANK,
-        });
-    }
-    Ok(x.split_last())
-}
-
-/// The output shape of the loss: `[]` for mean and sum, the rows' shape for none.
-fn check_loss(reduction: KdReduction, loss: &Layout, rows: &Layout) -> Result<()> {
-    match reduction {
-        KdReduction::None => check::shape("loss", loss, rows.shape()),
-        _ => check::shape("loss", loss, &[]),
-    }
-}
-
-/// Rows the mask keeps (all without a mask).
-fn count_kept(mask: Option<&View<'_, Reference, u8>>, rows: &Layout) -> usize {
-    match mask {
-        Some(m) => m
-            .layout()
-            .offsets()
-            .filter(|&o| m.mem().get(o).is_some_and(|&v| v != 0))
-            .count(),
-        None => rows.numel(),
-    }
-}
-
-#[allow(clippy::cast_precision_loss)] // counts of rows: exact below 2^53
-fn usize_f64(n: usize) -> f64 {
-    n as f64
-}
-
-/// Per-row weight of the reduction (before `T^2` and `scale`).
-fn row_weight<R: Real>(reduction: KdReduction, kept: usize) -> R {
-    match reduction {
-        KdReduction::Mean if kept > 0 => R::one() / R::lit(usize_f64(kept)),
-        KdReduction::Mean => R::zero(),
-        _ => R::one(),
-    }
-}
-
-/// `(1/T, T, T^2 or 1 times scale)` in `R`.
-fn factors<R: Real>(cfg: &KdConfig) -> (R, R, R) {
-    let t = R::lit(cfg.temperature);
-    let f = if cfg.t_squared { t * t } else { R::one() };
-    (R::one() / t, t, f * R::lit(cfg.scale))
-}
-
-/// Whether the next row of the mask is kept (every row without a mask).
-fn next_kept(moffs: &mut Option<Offsets>, mask: Option<&View<'_, Reference, u8>>) -> bool {
-    match (moffs.as_mut(), mask) {
-        (Some(it), Some(m)) => it
-            .next()
-            .and_then(|o| m.mem().get(o))
-            .is_some_and(|&b| b != 0),
-        _ => true,
-    }
-}
-
-/// Element `o` of a host slice (checked; views were checked when made, so it holds).
-fn get<T: Copy>(mem: &[T], o: usize, arg: &'static str) -> Result<T> {
-    mem.get(o).copied().ok_or(Error::OutOfBounds {
-        arg,
-        end: o.saturating_add(1),
-        len: mem.len(),
-    })
-}
 
 /// The contiguous row `[o, o + len)` of a host slice.
 fn row<'m, T>(mem: &'m [T], o: usize, len: usize, arg: &'static str) -> Result<&'m [T]> {
@@ -641,80 +570,6 @@ where
 // ---------------------------------------------------------------------------------------------
 // The divergences, lane-wise.
 
-/// The divergence resolved for computation in `A` (JSD at 0 and 1 and skew 0 become the KLs, as
-/// in the portable kernel).
-#[derive(Clone, Copy)]
-enum Kind<A> {
-    Fwd,
-    Rev,
-    Jsd(A),
-    Tv,
-    SkewF(A),
-    SkewR(A),
-}
-
-impl<A: Real> Kind<A> {
-    fn of(d: Divergence) -> Kind<A> {
-        match d {
-            Divergence::Jsd { beta: 0.0 } => Kind::Fwd,
-            Divergence::Jsd { beta: 1.0 } => Kind::Rev,
-            Divergence::Jsd { beta } => Kind::Jsd(A::lit(beta)),
-            Divergence::TotalVariation => Kind::Tv,
-            Divergence::SkewForwardKl { alpha: 0.0 } => Kind::Fwd,
-            Divergence::SkewForwardKl { alpha } => Kind::SkewF(A::lit(alpha)),
-            Divergence::SkewReverseKl { alpha: 0.0 } => Kind::Rev,
-            Divergence::SkewReverseKl { alpha } => Kind::SkewR(A::lit(alpha)),
-            Divergence::ReverseKl => Kind::Rev,
-            // ForwardKl, and any divergence seqcore adds later (checked by the config first).
-            _ => Kind::Fwd,
-        }
-    }
-
-    /// One term `(phi, g)` (seqcore's `Kind::term`), scalar: for the sparse kernel's buckets.
-    fn term(self, p: A, q: A, lp: A, lq: A) -> (A, A) {
-        let zero = A::zero();
-        let one = A::one();
-        let xlog = |x: A, lx: A, ly: A| if x == zero { zero } else { x * (lx - ly) };
-        match self {
-            Kind::Fwd => (xlog(p, lp, lq), if p == zero { zero } else { -p / q }),
-            Kind::Rev => (xlog(q, lq, lp), lq - lp + one),
-            Kind::Jsd(beta) => {
-                let m = beta * p + (one - beta) * q;
-                let lm = m.ln();
-                let phi = beta * xlog(p, lp, lm) + (one - beta) * xlog(q, lq, lm);
-                (phi, (one - beta) * (lq - lm))
-            }
-            Kind::Tv => {
-                let d = q - p;
-                let half = A::lit(0.5);
-                let s = if d > zero {
-                    half
-                } else if d < zero {
-                    -half
-                } else {
-                    zero
-                };
-                (d.abs() * half, s)
-            }
-            Kind::SkewF(a) => {
-                let m = a * p + (one - a) * q;
-                let g = if p == zero { zero } else { -(one - a) * p / m };
-                (xlog(p, lp, m.ln()), g)
-            }
-            Kind::SkewR(a) => {
-                let m = a * q + (one - a) * p;
-                let lm = m.ln();
-                let g = if q == zero {
-                    zero
-                } else {
-                    lq - lm + one - a * q / m
-                };
-                (xlog(q, lq, lm), g)
-            }
-        }
-    }
-}
-
 /// `x (lx - ly)`, 0 where `x = 0` (`0 ln 0 = 0` whatever `ly`).
 #[inline(always)]
 fn xlog<A: Lanes>(x: A::V, lx: A::V, ly: A::V) -> A::V {
@@ -818,17 +673,20 @@ fn dense<T: Element>(
 where
     T::Acc: Lanes,
 {
-    cfg.check::<T::Acc>()?;
-    let (trows, v, ts) = rows_of("teacher", teacher.layout())?;
-    check::shape("student", student.layout(), teacher.shape())?;
-    if let Some(m) = &mask {
-        check::shape("mask", m.layout(), trows.shape())?;
-    }
-    check_loss(cfg.reduction, loss.layout(), &trows)?;
-    if let Some(g) = &grad {
-        check::shape("grad", g.layout(), teacher.shape())?;
-    }
-    let (srows, _, ss) = student.layout().split_last();
+    let KdRows {
+        teacher: trows,
+        student: srows,
+        len: v,
+        teacher_stride: ts,
+        student_stride: ss,
+    } = check_kd::<T::Acc>(
+        cfg,
+        teacher.layout(),
+        student.layout(),
+        mask.as_ref().map(View::layout),
+        loss.layout(),
+        grad.as_ref().map(ViewMut::layout),
+    )?;
     let gs = grad.as_ref().map_or(1, |g| g.layout().split_last().2);
     if v > 1 && (ts != 1 || ss != 1 || gs != 1) {
         return Reference.kd_loss(cfg, teacher, student, mask, loss, grad);
@@ -970,68 +828,28 @@ where
     T::Acc: Lanes,
 {
     type V<A> = <A as Lanes>::V;
-    cfg.check::<T::Acc>()?;
-    let (vrows, k, vs) = rows_of("values", values.layout())?;
-    check::shape("indices", indices.layout(), values.shape())?;
-    let (srows, v, ss) = rows_of("student", student.layout())?;
-    check::shape("student", &srows, vrows.shape())?;
-    if let Some(tv) = &tail {
-        check::shape("tail", tv.layout(), vrows.shape())?;
-    }
-    if let Some(m) = &mask {
-        check::shape("mask", m.layout(), vrows.shape())?;
-    }
-    check_loss(cfg.reduction, loss.layout(), &vrows)?;
-    if let Some(g) = &grad {
-        check::shape("grad", g.layout(), student.shape())?;
-    }
-    if k == 0 || k > v {
-        return Err(Error::Param {
-            arg: "k",
-            reason: "must be at least 1 and at most the vocabulary size",
-        });
-    }
+    let SparseRows {
+        values: vrows,
+        k,
+        values_stride: vs,
+        indices: irows,
+        indices_stride: is,
+        student: srows,
+        len: v,
+        student_stride: ss,
+    } = check_sparse(
+        cfg,
+        values.layout(),
+        &indices,
+        tail.as_ref(),
+        student.layout(),
+        mask.as_ref(),
+        loss.layout(),
+        grad.as_ref().map(ViewMut::layout),
+    )?;
     let gs = grad.as_ref().map_or(1, |g| g.layout().split_last().2);
     if v > 1 && (ss != 1 || gs != 1) {
         return Reference.kd_loss_sparse(cfg, values, indices, tail, student, mask, loss, grad);
-    }
-    let (irows, _, is) = indices.layout().split_last();
-    // Validation of the data, before anything is written.
-    {
-        let mut moffs = mask.as_ref().map(|m| m.layout().offsets());
-        let mut toffs = tail.as_ref().map(|t| t.layout().offsets());
-        for io in irows.offsets() {
-            let to = toffs.as_mut().and_then(Iterator::next);
-            if !next_kept(&mut moffs, mask.as_ref()) {
-                continue;
-            }
-            if let (Some(o), Some(tv)) = (to, &tail) {
-                let r = get(tv.mem(), o, "tail")?.to_f64();
-                if !r.is_nan() && !(0.0..=1.0).contains(&r) {
-                    return Err(Error::Param {
-                        arg: "tail",
-                        reason: "must lie in [0, 1]",
-                    });
-                }
-            }
-            for a in 0..k {
-                let ia = get(indices.mem(), io + a * is, "indices")?;
-                if usize::try_from(ia).map_or(true, |i| i >= v) {
-                    return Err(Error::Param {
-                        arg: "indices",
-                        reason: "must be below the vocabulary size",
-                    });
-                }
-                for b in 0..a {
-                    if get(indices.mem(), io + b * is, "indices")? == ia {
-                        return Err(Error::Param {
-                            arg: "indices",
-                            reason: "must be distinct within a row",
-                        });
-                    }
-                }
-            }
-        }
     }
     let kind = Kind::<T::Acc>::of(cfg.divergence);
     let (inv_t, t, f) = factors::<T::Acc>(cfg);
@@ -1159,35 +977,19 @@ where
     T::Acc: Lanes,
 {
     type V<A> = <A as Lanes>::V;
+    let CeRows {
+        logits: xrows,
+        len: v,
+        logits_stride: xs,
+        kept,
+    } = check_ce::<T::Acc>(
+        cfg,
+        logits.layout(),
+        &targets,
+        loss.layout(),
+        grad.as_ref().map(ViewMut::layout),
+    )?;
     let eps = cfg.label_smoothing;
-    if !(0.0..=1.0).contains(&eps) {
-        return Err(Error::Param {
-            arg: "label_smoothing",
-            reason: "must lie in [0, 1]",
-        });
-    }
-    check::finite_in::<T::Acc>("scale", cfg.scale)?;
-    let (xrows, v, xs) = rows_of("logits", logits.layout())?;
-    check::shape("targets", targets.layout(), xrows.shape())?;
-    check_loss(cfg.reduction, loss.layout(), &xrows)?;
-    if let Some(g) = &grad {
-        check::shape("grad", g.layout(), logits.shape())?;
-    }
-    let tm = targets.mem();
-    let mut kept = 0usize;
-    for o in targets.layout().offsets() {
-        let y = get(tm, o, "targets")?;
-        if y == cfg.ignore_index {
-            continue;
-        }
-        if usize::try_from(y).map_or(true, |y| y >= v) {
-            return Err(Error::Param {
-                arg: "targets",
-                reason: "must be in 0..V or equal to ignore_index",
-            });
-        }
-        kept += 1;
-    }
     let gs = grad.as_ref().map_or(1, |g| g.layout().split_last().2);
     if v > 1 && (xs != 1 || gs != 1) {
         return Reference.cross_entropy(cfg, logits, targets, loss, grad);
@@ -1195,16 +997,12 @@ where
     let w = row_weight::<T::Acc>(cfg.reduction, kept);
     let c = w * T::Acc::lit(cfg.scale);
     let (e, one, zero) = (T::Acc::lit(eps), T::Acc::one(), T::Acc::zero());
-    let e_v = if v == 0 {
-        zero
-    } else {
-        e / T::Acc::lit(usize_f64(v))
-    };
+    let e_v = smoothing_share::<T::Acc>(cfg, v);
     let mut out = Outputs::new(cfg.reduction, loss, grad);
     let xm = logits.mem();
     let ninf = T::Acc::neg_infinity();
     for (xo, yo) in xrows.offsets().zip(targets.layout().offsets()) {
-        let y = get(tm, yo, "targets")?;
+        let y = get(targets.mem(), yo, "targets")?;
         let Ok(yi) = usize::try_from(y) else {
             out.nothing(v)?;
             continue;

@@ -106,21 +106,6 @@ fn host_mut<'a, T: Scalar>(v: ViewMut<'a, Simd, T>) -> Result<ViewMut<'a, Refere
     ViewMut::new(mem, layout)
 }
 
-/// Host to host, both directions of the transfers.
-fn copy<T: Copy>(src: &[T], dst: &mut [T]) -> Result<()> {
-    if src.len() != dst.len() {
-        return Err(Error::Shape {
-            arg: "dst",
-            axis: 0,
-            got: dst.len(),
-            expected: src.len(),
-            shape: seqcore::Dims::new(&[dst.len()]),
-        });
-    }
-    dst.copy_from_slice(src);
-    Ok(())
-}
-
 impl Backend for Simd {
     type Mem<T: Scalar> = [T];
 
@@ -133,11 +118,11 @@ impl Backend for Simd {
     }
 
     fn write<T: Scalar>(&self, src: &[T], dst: &mut [T]) -> Result<()> {
-        copy(src, dst)
+        seqcore::reference::host_copy(src, dst)
     }
 
     fn read<T: Scalar>(&self, src: &[T], dst: &mut [T]) -> Result<()> {
-        copy(src, dst)
+        seqcore::reference::host_copy(src, dst)
     }
 
     fn host<T: Scalar>(mem: &[T]) -> Option<&[T]> {

@@ -13,9 +13,7 @@
 pub(crate) mod chunk;
 pub(crate) mod vec;
 
-use seqcore::portable::linear_memory::{
-    FeatureMap, LinearMemorySpec, MemoryInputs, MemoryRule, check_dims,
-};
+use seqcore::portable::linear_memory::{FeatureMap, LinearMemorySpec, MemoryInputs, MemoryRule};
 use seqcore::{Backend, DType, Element, Error, Layout, Real, Reference, Result, View, ViewMut};
 
 use crate::lanes::{Lanes, widen};
@@ -23,23 +21,6 @@ use crate::lanes::{Lanes, widen};
 /// Features per head (`Dk` and `Dv`) the vector path holds in stack buffers of the accumulation
 /// type; wider heads take the portable kernel.
 pub(crate) const MAX_FEATURES: usize = 512;
-
-/// Checks the shapes as the portable kernel does.
-fn dims<T: Element>(
-    x: &MemoryInputs<'_, Reference, T>,
-    state: &Layout,
-    o: Option<&Layout>,
-) -> Result<seqcore::portable::linear_memory::MemoryDims> {
-    check_dims(
-        x.q.layout(),
-        x.k.layout(),
-        x.v.layout(),
-        x.beta.as_ref().map(View::layout),
-        x.log_decay.as_ref().map(View::layout),
-        state,
-        o,
-    )
-}
 
 /// The recurrent update (see the module docs): the portable kernel's semantics, vectorised over
 /// the rows of the state.
@@ -49,7 +30,7 @@ pub(crate) fn recurrent<T: Element>(
     state: ViewMut<'_, Reference, T::Acc>,
     o: Option<ViewMut<'_, Reference, T>>,
 ) -> Result<()> {
-    let d = dims(&inputs, state.layout(), o.as_ref().map(ViewMut::layout))?;
+    let d = inputs.dims(state.layout(), o.as_ref().map(ViewMut::layout))?;
     // An empty extent has nothing to vectorise; the portable kernel handles its odd layouts.
     let empty = d.len == 0 || d.heads == 0 || d.dk == 0 || d.dv == 0;
     let fast =

@@ -73,7 +73,10 @@ fn run<S: Strategy>(s: S, f: impl Fn(S::Value)) {
         failure_persistence: None,
         ..Config::default()
     };
-    let rng = match std::env::var("SEQ_ERRORS_SEED").ok().and_then(|v| v.parse::<u64>().ok()) {
+    let rng = match std::env::var("SEQ_ERRORS_SEED")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         Some(seed) => {
             let mut bytes = [0u8; 32];
             bytes[..8].copy_from_slice(&seed.to_le_bytes());
@@ -269,7 +272,11 @@ fn work(layouts: &[&Result<Layout, Error>]) -> usize {
     layouts
         .iter()
         .filter_map(|l| l.as_ref().ok())
-        .map(|l| l.shape().iter().fold(1usize, |a, &d| a.saturating_mul(d.max(1))))
+        .map(|l| {
+            l.shape()
+                .iter()
+                .fold(1usize, |a, &d| a.saturating_mul(d.max(1)))
+        })
         .max()
         .unwrap_or(1)
 }

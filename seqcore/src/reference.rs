@@ -56,8 +56,12 @@ fn put<T>(s: &mut [T], i: usize, v: T) -> Result<()> {
     Ok(())
 }
 
-/// Host to host: both directions of a host backend's transfers.
-fn copy<T: Copy>(src: &[T], dst: &mut [T]) -> Result<()> {
+/// Host to host: both directions of a host backend's transfers (`Backend::write` and
+/// `Backend::read` of every backend whose memory is a slice).
+///
+/// # Errors
+/// [`Error::Shape`] naming `dst` when the lengths differ.
+pub fn host_copy<T: Copy>(src: &[T], dst: &mut [T]) -> Result<()> {
     if src.len() != dst.len() {
         return Err(Error::Shape {
             arg: "dst",
@@ -83,11 +87,11 @@ impl Backend for Reference {
     }
 
     fn write<T: Scalar>(&self, src: &[T], dst: &mut [T]) -> Result<()> {
-        copy(src, dst)
+        host_copy(src, dst)
     }
 
     fn read<T: Scalar>(&self, src: &[T], dst: &mut [T]) -> Result<()> {
-        copy(src, dst)
+        host_copy(src, dst)
     }
 
     fn host<T: Scalar>(mem: &[T]) -> Option<&[T]> {

@@ -5,12 +5,12 @@
 //! over `Dk` ([`super::vec::dot`]) and the row updates over `Dk` or `Dv` ([`axpy`]).
 
 use seqcore::portable::linear_memory::{
-    FeatureMap, LinearMemorySpec, MemoryInputs, MemoryRule, chunkwise_workspace_len,
+    FeatureMap, LinearMemorySpec, MemoryInputs, MemoryRule, check_chunkwise,
 };
-use seqcore::{Backend, DType, Element, Error, Reference, Result, ViewMut};
+use seqcore::{Backend, DType, Element, Reference, Result, ViewMut};
 
 use super::vec::dot;
-use super::{Inputs, acc_as, as_acc, dims, oob, store_row};
+use super::{Inputs, acc_as, as_acc, oob, store_row};
 use crate::lanes::{Lanes, Vector};
 
 /// `y <- y + a x` over `min(x.len(), y.len())` elements.
@@ -66,23 +66,13 @@ pub(crate) fn chunkwise<T: Element>(
     o: Option<ViewMut<'_, Reference, T>>,
     workspace: ViewMut<'_, Reference, T::Acc>,
 ) -> Result<()> {
-    chunkwise_workspace_len(chunk, 0, 0)?;
-    let d = dims(&inputs, state.layout(), o.as_ref().map(ViewMut::layout))?;
-    let need = chunkwise_workspace_len(chunk, d.dk, d.dv)?;
-    let wl = *workspace.layout();
-    if wl.rank() != 1 || (wl.numel() > 1 && wl.strides() != [1]) {
-        return Err(Error::Param {
-            arg: "workspace",
-            reason: "must be a contiguous rank-1 view",
-        });
-    }
-    if wl.numel() < need {
-        return Err(Error::Capacity {
-            arg: "workspace",
-            needed: need,
-            capacity: wl.numel(),
-        });
-    }
+    let (d, need) = check_chunkwise(
+        chunk,
+        &inputs,
+        state.layout(),
+        o.as_ref().map(ViewMut::layout),
+        workspace.layout(),
+    )?;
     // An empty extent has nothing to vectorise; the portable kernel handles its odd layouts.
     let empty = d.len == 0 || d.heads == 0 || d.dk == 0 || d.dv == 0;
     match <T::Acc as Element>::DTYPE {

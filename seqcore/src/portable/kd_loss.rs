@@ -22,7 +22,7 @@
 use crate::check;
 use crate::element::{Element, Real};
 use crate::error::{Error, Result};
-use crate::layout::Layout;
+use crate::layout::{Layout, Offsets};
 use crate::reference::Reference;
 use crate::view::{View, ViewMut};
 
@@ -184,19 +184,27 @@ impl KdConfig {
     }
 }
 
-/// The divergence resolved for computation in `R` (JSD at 0 and 1 and skew 0 become the KLs).
-#[derive(Clone, Copy)]
-enum Kind<R> {
+/// The divergence resolved for computation in `R` (JSD at 0 and 1 and skew 0 become the KLs),
+/// with its per-element term: shared with the backends that vectorise these kernels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind<R> {
+    /// Forward KL `KL(p || q)` (Hinton et al. 2015).
     Fwd,
+    /// Reverse KL `KL(q || p)`.
     Rev,
+    /// Generalised JSD with weight `beta` on `p` (GKD, Agarwal et al. 2024, eq. 3).
     Jsd(R),
+    /// Total variation `1/2 sum |p - q|`.
     Tv,
+    /// Skew forward KL `KL(p || a p + (1 - a) q)` (DistiLLM, Ko et al. 2024, eq. 4).
     SkewF(R),
+    /// Skew reverse KL `KL(q || a q + (1 - a) p)` (DistiLLM, eq. 5).
     SkewR(R),
 }
 
 impl<R: Real> Kind<R> {
-    fn of(d: Divergence) -> Kind<R> {
+    /// `d` in `R`.
+    pub fn of(d: Divergence) -> Kind<R> {
         match d {
             Divergence::ForwardKl => Kind::Fwd,
             Divergence::ReverseKl => Kind::Rev,
@@ -214,7 +222,7 @@ impl<R: Real> Kind<R> {
     /// One term `(phi, g)` of a row: its share of the loss and `d phi / d q`, from the teacher's
     /// and student's probabilities and their logarithms. `g` is only used multiplied by a `q`,
     /// where `q = 0` gives 0 (the caller skips it).
-    fn term(self, p: R, q: R, lp: R, lq: R) -> (R, R) {
+    pub fn term(self, p: R, q: R, lp: R, lq: R) -> (R, R) {
         let zero = R::zero();
         // x (ln x - ln y), with 0 ln 0 = 0 whatever y.
         let xlog = |x: R, lx: R, ly: R| if x == zero { zero } else { x * (lx - ly) };
@@ -354,8 +362,11 @@ impl<R: Real> Lse<R> {
     }
 }
 
-/// The shape of the rows of `x` (all axes but the last) and the row length.
-fn rows_of(arg: &'static str, x: &Layout) -> Result<(Layout, usize, usize)> {
+/// The shape of the rows of `x` (all axes but the last), the row length and the row stride.
+///
+/// # Errors
+/// [`Error::Rank`] naming `arg` for a rank-0 layout.
+pub fn rows_of(arg: &'static str, x: &Layout) -> Result<(Layout, usize, usize)> {
     if x.rank() == 0 {
         return Err(Error::Rank {
             arg,
@@ -368,33 +379,41 @@ fn rows_of(arg: &'static str, x: &Layout) -> Result<(Layout, usize, usize)> {
 }
 
 /// The output shape of the loss: `[]` for mean and sum, the rows' shape for none.
-fn check_loss(reduction: KdReduction, loss: &Layout, rows: &Layout) -> Result<()> {
+///
+/// # Errors
+/// [`Error::Shape`] naming `loss`.
+pub fn check_loss(reduction: KdReduction, loss: &Layout, rows: &Layout) -> Result<()> {
     match reduction {
         KdReduction::None => check::shape("loss", loss, rows.shape()),
         _ => check::shape("loss", loss, &[]),
     }
 }
 
-/// Which rows count, and the weight each kept row gets in the reduction.
-struct Rows {
-    kept: usize,
+/// The rows the mask keeps (all of `rows` without a mask).
+pub fn count_kept(mask: Option<&View<'_, Reference, u8>>, rows: &Layout) -> usize {
+    match mask {
+        Some(m) => m
+            .layout()
+            .offsets()
+            .filter(|&o| m.mem().get(o).is_some_and(|&v| v != 0))
+            .count(),
+        None => rows.numel(),
+    }
 }
 
-fn count_kept(mask: Option<&View<'_, Reference, u8>>, rows: &Layout) -> Rows {
-    match mask {
-        Some(m) => Rows {
-            kept: m
-                .layout()
-                .offsets()
-                .filter(|&o| m.mem().get(o).is_some_and(|&v| v != 0))
-                .count(),
-        },
-        None => Rows { kept: rows.numel() },
+/// Whether the mask keeps its next row (`moffs` walks its offsets; every row without a mask).
+pub fn next_kept(moffs: &mut Option<Offsets>, mask: Option<&View<'_, Reference, u8>>) -> bool {
+    match (moffs.as_mut(), mask) {
+        (Some(it), Some(m)) => it
+            .next()
+            .and_then(|o| m.mem().get(o))
+            .is_some_and(|&b| b != 0),
+        _ => true,
     }
 }
 
 /// Per-row weight of the reduction (before `T^2` and `scale`).
-fn row_weight<R: Real>(reduction: KdReduction, kept: usize) -> R {
+pub fn row_weight<R: Real>(reduction: KdReduction, kept: usize) -> R {
     match reduction {
         // 0 rows kept: nothing contributes and nothing is divided by zero.
         KdReduction::Mean if kept > 0 => R::one() / R::lit(usize_f64(kept)),
@@ -409,17 +428,242 @@ fn usize_f64(n: usize) -> f64 {
 }
 
 /// Factors of a configuration in `R`: `(1/T, T, T^2 or 1 times scale)`.
-fn factors<R: Real>(cfg: &KdConfig) -> (R, R, R) {
+pub fn factors<R: Real>(cfg: &KdConfig) -> (R, R, R) {
     let t = R::lit(cfg.temperature);
     let f = if cfg.t_squared { t * t } else { R::one() };
     (R::one() / t, t, f * R::lit(cfg.scale))
 }
 
+// ---------------------------------------------------------------------------------------------
+// The checks of each kernel, in its order: public so that a backend that vectorises a kernel runs
+// the same ones and answers the same `Err` for the same input.
+
+/// The rows of a [`kd_loss`] call, as [`check_kd`] found them.
+#[derive(Clone, Copy, Debug)]
+pub struct KdRows {
+    /// The teacher's rows (every axis but the last).
+    pub teacher: Layout,
+    /// The student's rows.
+    pub student: Layout,
+    /// The row length `V`.
+    pub len: usize,
+    /// The stride of the teacher's last axis.
+    pub teacher_stride: usize,
+    /// The stride of the student's last axis.
+    pub student_stride: usize,
+}
+
+/// The argument checks of [`kd_loss`], in its order, for accumulation type `R`.
+///
+/// # Errors
+/// As [`kd_loss`].
+pub fn check_kd<R: Real>(
+    cfg: &KdConfig,
+    teacher: &Layout,
+    student: &Layout,
+    mask: Option<&Layout>,
+    loss: &Layout,
+    grad: Option<&Layout>,
+) -> Result<KdRows> {
+    cfg.check::<R>()?;
+    let (trows, v, ts) = rows_of("teacher", teacher)?;
+    check::shape("student", student, teacher.shape())?;
+    if let Some(m) = mask {
+        check::shape("mask", m, trows.shape())?;
+    }
+    check_loss(cfg.reduction, loss, &trows)?;
+    if let Some(g) = grad {
+        check::shape("grad", g, teacher.shape())?;
+    }
+    let (srows, _, ss) = student.split_last();
+    Ok(KdRows {
+        teacher: trows,
+        student: srows,
+        len: v,
+        teacher_stride: ts,
+        student_stride: ss,
+    })
+}
+
+/// The rows of a [`kd_loss_sparse`] call, as [`check_sparse`] found them.
+#[derive(Clone, Copy, Debug)]
+pub struct SparseRows {
+    /// The rows of `values`.
+    pub values: Layout,
+    /// The teacher's `k` logits per row.
+    pub k: usize,
+    /// The stride of the last axis of `values`.
+    pub values_stride: usize,
+    /// The rows of `indices`.
+    pub indices: Layout,
+    /// The stride of the last axis of `indices`.
+    pub indices_stride: usize,
+    /// The student's rows.
+    pub student: Layout,
+    /// The vocabulary size `V`.
+    pub len: usize,
+    /// The stride of the student's last axis.
+    pub student_stride: usize,
+}
+
+/// The checks of [`kd_loss_sparse`], in its order: the arguments, then the data of every kept
+/// row (indices below `V` and distinct, tail mass in `[0, 1]`), before anything is written.
+///
+/// # Errors
+/// As [`kd_loss_sparse`].
+#[allow(clippy::too_many_arguments)] // the kernel's operands
+pub fn check_sparse<T: Element>(
+    cfg: &KdConfig,
+    values: &Layout,
+    indices: &View<'_, Reference, u32>,
+    tail: Option<&View<'_, Reference, T>>,
+    student: &Layout,
+    mask: Option<&View<'_, Reference, u8>>,
+    loss: &Layout,
+    grad: Option<&Layout>,
+) -> Result<SparseRows> {
+    cfg.check::<T::Acc>()?;
+    let (vrows, k, vs) = rows_of("values", values)?;
+    check::shape("indices", indices.layout(), values.shape())?;
+    let (srows, v, ss) = rows_of("student", student)?;
+    check::shape("student", &srows, vrows.shape())?;
+    if let Some(tv) = tail {
+        check::shape("tail", tv.layout(), vrows.shape())?;
+    }
+    if let Some(m) = mask {
+        check::shape("mask", m.layout(), vrows.shape())?;
+    }
+    check_loss(cfg.reduction, loss, &vrows)?;
+    if let Some(g) = grad {
+        check::shape("grad", g, student.shape())?;
+    }
+    if k == 0 || k > v {
+        return Err(Error::Param {
+            arg: "k",
+            reason: "must be at least 1 and at most the vocabulary size",
+        });
+    }
+    let (irows, _, is) = indices.layout().split_last();
+    let mut moffs = mask.map(|m| m.layout().offsets());
+    let mut toffs = tail.map(|t| t.layout().offsets());
+    for io in irows.offsets() {
+        let to = toffs.as_mut().and_then(Iterator::next);
+        if !next_kept(&mut moffs, mask) {
+            continue;
+        }
+        if let (Some(o), Some(tv)) = (to, tail) {
+            let r = get(tv.mem(), o, "tail")?.to_f64();
+            if !r.is_nan() && !(0.0..=1.0).contains(&r) {
+                return Err(Error::Param {
+                    arg: "tail",
+                    reason: "must lie in [0, 1]",
+                });
+            }
+        }
+        for a in 0..k {
+            let ia = get(indices.mem(), io + a * is, "indices")?;
+            if usize::try_from(ia).map_or(true, |i| i >= v) {
+                return Err(Error::Param {
+                    arg: "indices",
+                    reason: "must be below the vocabulary size",
+                });
+            }
+            for b in 0..a {
+                if get(indices.mem(), io + b * is, "indices")? == ia {
+                    return Err(Error::Param {
+                        arg: "indices",
+                        reason: "must be distinct within a row",
+                    });
+                }
+            }
+        }
+    }
+    Ok(SparseRows {
+        values: vrows,
+        k,
+        values_stride: vs,
+        indices: irows,
+        indices_stride: is,
+        student: srows,
+        len: v,
+        student_stride: ss,
+    })
+}
+
+/// The label-smoothing mass each class receives, `eps / V` (0 for `V = 0`).
+pub fn smoothing_share<R: Real>(cfg: &CeConfig, v: usize) -> R {
+    if v == 0 {
+        R::zero()
+    } else {
+        R::lit(cfg.label_smoothing) / R::lit(usize_f64(v))
+    }
+}
+
+/// The rows of a [`cross_entropy`] call, as [`check_ce`] found them.
+#[derive(Clone, Copy, Debug)]
+pub struct CeRows {
+    /// The rows of `logits`.
+    pub logits: Layout,
+    /// The number of classes `V`.
+    pub len: usize,
+    /// The stride of the last axis of `logits`.
+    pub logits_stride: usize,
+    /// The rows whose target is not `ignore_index`.
+    pub kept: usize,
+}
+
+/// The checks of [`cross_entropy`], in its order (the targets: each in `0..V` or
+/// `ignore_index`), for accumulation type `R`.
+///
+/// # Errors
+/// As [`cross_entropy`].
+pub fn check_ce<R: Real>(
+    cfg: &CeConfig,
+    logits: &Layout,
+    targets: &View<'_, Reference, i32>,
+    loss: &Layout,
+    grad: Option<&Layout>,
+) -> Result<CeRows> {
+    if !(0.0..=1.0).contains(&cfg.label_smoothing) {
+        return Err(Error::Param {
+            arg: "label_smoothing",
+            reason: "must lie in [0, 1]",
+        });
+    }
+    check::finite_in::<R>("scale", cfg.scale)?;
+    let (xrows, v, xs) = rows_of("logits", logits)?;
+    check::shape("targets", targets.layout(), xrows.shape())?;
+    check_loss(cfg.reduction, loss, &xrows)?;
+    if let Some(g) = grad {
+        check::shape("grad", g, logits.shape())?;
+    }
+    let mut kept = 0usize;
+    for o in targets.layout().offsets() {
+        let y = get(targets.mem(), o, "targets")?;
+        if y == cfg.ignore_index {
+            continue;
+        }
+        if usize::try_from(y).map_or(true, |y| y >= v) {
+            return Err(Error::Param {
+                arg: "targets",
+                reason: "must be in 0..V or equal to ignore_index",
+            });
+        }
+        kept += 1;
+    }
+    Ok(CeRows {
+        logits: xrows,
+        len: v,
+        logits_stride: xs,
+        kept,
+    })
+}
+
 /// The writable outputs of a call, walked row by row.
 struct Outputs<'a, 'b, T: Element> {
     loss: ViewMut<'a, Reference, T>,
-    loss_rows: Option<crate::layout::Offsets>,
-    grad: Option<(ViewMut<'b, Reference, T>, crate::layout::Offsets, usize)>,
+    loss_rows: Option<Offsets>,
+    grad: Option<(ViewMut<'b, Reference, T>, Offsets, usize)>,
     total: T::Acc,
 }
 
@@ -519,33 +763,29 @@ pub fn kd_loss<T: Element>(
     loss: ViewMut<'_, Reference, T>,
     grad: Option<ViewMut<'_, Reference, T>>,
 ) -> Result<()> {
-    cfg.check::<T::Acc>()?;
-    let (trows, v, ts) = rows_of("teacher", teacher.layout())?;
-    check::shape("student", student.layout(), teacher.shape())?;
-    if let Some(m) = &mask {
-        check::shape("mask", m.layout(), trows.shape())?;
-    }
-    check_loss(cfg.reduction, loss.layout(), &trows)?;
-    if let Some(g) = &grad {
-        check::shape("grad", g.layout(), teacher.shape())?;
-    }
-    let (srows, _, ss) = student.layout().split_last();
+    let KdRows {
+        teacher: trows,
+        student: srows,
+        len: v,
+        teacher_stride: ts,
+        student_stride: ss,
+    } = check_kd::<T::Acc>(
+        cfg,
+        teacher.layout(),
+        student.layout(),
+        mask.as_ref().map(View::layout),
+        loss.layout(),
+        grad.as_ref().map(ViewMut::layout),
+    )?;
     let kind = Kind::<T::Acc>::of(cfg.divergence);
     let (inv_t, t, f) = factors::<T::Acc>(cfg);
-    let w = row_weight::<T::Acc>(cfg.reduction, count_kept(mask.as_ref(), &trows).kept);
+    let w = row_weight::<T::Acc>(cfg.reduction, count_kept(mask.as_ref(), &trows));
     let mut out = outputs(cfg.reduction, loss, grad);
     let mut moffs = mask.as_ref().map(|m| m.layout().offsets());
     let (tm, sm) = (teacher.mem(), student.mem());
     let zero = T::Acc::zero();
     for (to, so) in trows.offsets().zip(srows.offsets()) {
-        let kept = match (moffs.as_mut(), mask.as_ref()) {
-            (Some(it), Some(m)) => it
-                .next()
-                .and_then(|o| m.mem().get(o))
-                .is_some_and(|&b| b != 0),
-            _ => true,
-        };
-        if !kept {
+        if !next_kept(&mut moffs, mask.as_ref()) {
             out.nothing(v)?;
             continue;
         }
@@ -609,7 +849,10 @@ pub fn kd_loss<T: Element>(
 type Probs<R> = (R, R, R, R);
 
 /// Reads element `o` of a host slice (checked; views were checked when made, so it holds).
-fn get<T: Copy>(mem: &[T], o: usize, arg: &'static str) -> Result<T> {
+///
+/// # Errors
+/// [`Error::OutOfBounds`] naming `arg` past the slice.
+pub fn get<T: Copy>(mem: &[T], o: usize, arg: &'static str) -> Result<T> {
     mem.get(o).copied().ok_or(Error::OutOfBounds {
         arg,
         end: o.saturating_add(1),
@@ -650,86 +893,37 @@ pub fn kd_loss_sparse<T: Element>(
     loss: ViewMut<'_, Reference, T>,
     grad: Option<ViewMut<'_, Reference, T>>,
 ) -> Result<()> {
-    cfg.check::<T::Acc>()?;
-    let (vrows, k, vs) = rows_of("values", values.layout())?;
-    check::shape("indices", indices.layout(), values.shape())?;
-    let (srows, v, ss) = rows_of("student", student.layout())?;
-    check::shape("student", &srows, vrows.shape())?;
-    if let Some(tv) = &tail {
-        check::shape("tail", tv.layout(), vrows.shape())?;
-    }
-    if let Some(m) = &mask {
-        check::shape("mask", m.layout(), vrows.shape())?;
-    }
-    check_loss(cfg.reduction, loss.layout(), &vrows)?;
-    if let Some(g) = &grad {
-        check::shape("grad", g.layout(), student.shape())?;
-    }
-    if k == 0 || k > v {
-        return Err(Error::Param {
-            arg: "k",
-            reason: "must be at least 1 and at most the vocabulary size",
-        });
-    }
-    let (_, _, is) = indices.layout().split_last();
-    let kept_at = |moffs: &mut Option<crate::layout::Offsets>| match (moffs.as_mut(), &mask) {
-        (Some(it), Some(m)) => it
-            .next()
-            .and_then(|o| m.mem().get(o))
-            .is_some_and(|&b| b != 0),
-        _ => true,
-    };
-    // Validation of the data, before anything is written.
-    {
-        let mut moffs = mask.as_ref().map(|m| m.layout().offsets());
-        let mut toffs = tail.as_ref().map(|t| t.layout().offsets());
-        let (irows, _, _) = indices.layout().split_last();
-        for io in irows.offsets() {
-            let to = toffs.as_mut().and_then(Iterator::next);
-            if !kept_at(&mut moffs) {
-                continue;
-            }
-            if let (Some(o), Some(tv)) = (to, &tail) {
-                let r = get(tv.mem(), o, "tail")?.to_f64();
-                if !r.is_nan() && !(0.0..=1.0).contains(&r) {
-                    return Err(Error::Param {
-                        arg: "tail",
-                        reason: "must lie in [0, 1]",
-                    });
-                }
-            }
-            for a in 0..k {
-                let ia = get(indices.mem(), io + a * is, "indices")?;
-                if usize::try_from(ia).map_or(true, |i| i >= v) {
-                    return Err(Error::Param {
-                        arg: "indices",
-                        reason: "must be below the vocabulary size",
-                    });
-                }
-                for b in 0..a {
-                    if get(indices.mem(), io + b * is, "indices")? == ia {
-                        return Err(Error::Param {
-                            arg: "indices",
-                            reason: "must be distinct within a row",
-                        });
-                    }
-                }
-            }
-        }
-    }
+    let SparseRows {
+        values: vrows,
+        k,
+        values_stride: vs,
+        indices: irows,
+        indices_stride: is,
+        student: srows,
+        len: v,
+        student_stride: ss,
+    } = check_sparse(
+        cfg,
+        values.layout(),
+        &indices,
+        tail.as_ref(),
+        student.layout(),
+        mask.as_ref(),
+        loss.layout(),
+        grad.as_ref().map(ViewMut::layout),
+    )?;
     let kind = Kind::<T::Acc>::of(cfg.divergence);
     let (inv_t, t, f) = factors::<T::Acc>(cfg);
-    let w = row_weight::<T::Acc>(cfg.reduction, count_kept(mask.as_ref(), &vrows).kept);
+    let w = row_weight::<T::Acc>(cfg.reduction, count_kept(mask.as_ref(), &vrows));
     let mut out = outputs(cfg.reduction, loss, grad);
     let mut moffs = mask.as_ref().map(|m| m.layout().offsets());
     let mut toffs = tail.as_ref().map(|t| t.layout().offsets());
-    let (irows, _, _) = indices.layout().split_last();
     let (vm, im, sm) = (values.mem(), indices.mem(), student.mem());
     let zero = T::Acc::zero();
     let one = T::Acc::one();
     for ((vo, io), so) in vrows.offsets().zip(irows.offsets()).zip(srows.offsets()) {
         let tail_off = toffs.as_mut().and_then(Iterator::next);
-        if !kept_at(&mut moffs) {
+        if !next_kept(&mut moffs, mask.as_ref()) {
             out.nothing(v)?;
             continue;
         }
@@ -863,47 +1057,27 @@ pub fn cross_entropy<T: Element>(
     loss: ViewMut<'_, Reference, T>,
     grad: Option<ViewMut<'_, Reference, T>>,
 ) -> Result<()> {
+    let CeRows {
+        logits: xrows,
+        len: v,
+        logits_stride: xs,
+        kept,
+    } = check_ce::<T::Acc>(
+        cfg,
+        logits.layout(),
+        &targets,
+        loss.layout(),
+        grad.as_ref().map(ViewMut::layout),
+    )?;
     let eps = cfg.label_smoothing;
-    if !(0.0..=1.0).contains(&eps) {
-        return Err(Error::Param {
-            arg: "label_smoothing",
-            reason: "must lie in [0, 1]",
-        });
-    }
-    check::finite_in::<T::Acc>("scale", cfg.scale)?;
-    let (xrows, v, xs) = rows_of("logits", logits.layout())?;
-    check::shape("targets", targets.layout(), xrows.shape())?;
-    check_loss(cfg.reduction, loss.layout(), &xrows)?;
-    if let Some(g) = &grad {
-        check::shape("grad", g.layout(), logits.shape())?;
-    }
-    let tm = targets.mem();
-    let mut kept = 0usize;
-    for o in targets.layout().offsets() {
-        let y = get(tm, o, "targets")?;
-        if y == cfg.ignore_index {
-            continue;
-        }
-        if usize::try_from(y).map_or(true, |y| y >= v) {
-            return Err(Error::Param {
-                arg: "targets",
-                reason: "must be in 0..V or equal to ignore_index",
-            });
-        }
-        kept += 1;
-    }
     let w = row_weight::<T::Acc>(cfg.reduction, kept);
     let c = w * T::Acc::lit(cfg.scale);
     let (e, one, zero) = (T::Acc::lit(eps), T::Acc::one(), T::Acc::zero());
-    let e_v = if v == 0 {
-        zero
-    } else {
-        e / T::Acc::lit(usize_f64(v))
-    };
+    let e_v = smoothing_share::<T::Acc>(cfg, v);
     let mut out = outputs(cfg.reduction, loss, grad);
     let xm = logits.mem();
     for (xo, yo) in xrows.offsets().zip(targets.layout().offsets()) {
-        let y = get(tm, yo, "targets")?;
+        let y = get(targets.mem(), yo, "targets")?;
         let Ok(yi) = usize::try_from(y) else {
             out.nothing(v)?;
             continue;

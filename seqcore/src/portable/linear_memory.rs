@@ -107,6 +107,24 @@ impl<B: Backend + ?Sized, T: Element> Clone for MemoryInputs<'_, B, T> {
 }
 impl<B: Backend + ?Sized, T: Element> Copy for MemoryInputs<'_, B, T> {}
 
+impl<B: Backend + ?Sized, T: Element> MemoryInputs<'_, B, T> {
+    /// The extents of a call on these inputs with `state` and output `o` ([`check_dims`]).
+    ///
+    /// # Errors
+    /// As [`check_dims`].
+    pub fn dims(&self, state: &Layout, o: Option<&Layout>) -> Result<MemoryDims> {
+        check_dims(
+            self.q.layout(),
+            self.k.layout(),
+            self.v.layout(),
+            self.beta.as_ref().map(View::layout),
+            self.log_decay.as_ref().map(View::layout),
+            state,
+            o,
+        )
+    }
+}
+
 /// The extents of a linear-memory call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryDims {
@@ -320,22 +338,6 @@ fn host_inputs<'a, B: Backend + ?Sized, T: Element>(
     })
 }
 
-fn layouts<B: Backend + ?Sized, T: Element>(
-    x: &MemoryInputs<'_, B, T>,
-    state: &Layout,
-    o: Option<&Layout>,
-) -> Result<MemoryDims> {
-    check_dims(
-        x.q.layout(),
-        x.k.layout(),
-        x.v.layout(),
-        x.beta.as_ref().map(View::layout),
-        x.log_decay.as_ref().map(View::layout),
-        state,
-        o,
-    )
-}
-
 /// The portable body of [`Backend::linear_memory_recurrent`]: token by token, head by head, row
 /// by row of the state (each row of `S` is updated independently, so no scratch is needed).
 ///
@@ -349,7 +351,7 @@ pub fn recurrent<B: Backend + ?Sized, T: Element>(
     o: Option<ViewMut<'_, B, T>>,
 ) -> Result<()> {
     const OP: &str = "linear_memory_recurrent";
-    let d = layouts(&x, state.layout(), o.as_ref().map(ViewMut::layout))?;
+    let d = x.dims(state.layout(), o.as_ref().map(ViewMut::layout))?;
     let inp = host_inputs(b, OP, spec, x)?;
     let mut s = Wr::<T::Acc>::new(super::host_view_mut(b, OP, state)?);
     let mut o = match o {
@@ -387,6 +389,37 @@ pub fn recurrent<B: Backend + ?Sized, T: Element>(
     Ok(())
 }
 
+/// The checks of [`chunkwise`], in its order: `chunk`, the shapes, then the workspace. Returns the
+/// extents and the workspace elements the call uses.
+///
+/// # Errors
+/// As [`chunkwise`] (all but [`Error::Unsupported`]).
+pub fn check_chunkwise<B: Backend + ?Sized, T: Element>(
+    chunk: usize,
+    x: &MemoryInputs<'_, B, T>,
+    state: &Layout,
+    o: Option<&Layout>,
+    workspace: &Layout,
+) -> Result<(MemoryDims, usize)> {
+    chunkwise_workspace_len(chunk, 0, 0)?;
+    let d = x.dims(state, o)?;
+    let need = chunkwise_workspace_len(chunk, d.dk, d.dv)?;
+    if workspace.rank() != 1 || (workspace.numel() > 1 && workspace.strides() != [1]) {
+        return Err(Error::Param {
+            arg: "workspace",
+            reason: "must be a contiguous rank-1 view",
+        });
+    }
+    if workspace.numel() < need {
+        return Err(Error::Capacity {
+            arg: "workspace",
+            needed: need,
+            capacity: workspace.numel(),
+        });
+    }
+    Ok((d, need))
+}
+
 /// The portable body of [`Backend::linear_memory_chunkwise`] (see the [module docs](self)).
 ///
 /// The workspace holds, per chunk, the cumulative log-decays, one row of coefficients, the writes
@@ -408,23 +441,14 @@ pub fn chunkwise<B: Backend + ?Sized, T: Element>(
     workspace: ViewMut<'_, B, T::Acc>,
 ) -> Result<()> {
     const OP: &str = "linear_memory_chunkwise";
-    chunkwise_workspace_len(chunk, 0, 0)?;
-    let d = layouts(&x, state.layout(), o.as_ref().map(ViewMut::layout))?;
-    let need = chunkwise_workspace_len(chunk, d.dk, d.dv)?;
+    let (d, need) = check_chunkwise(
+        chunk,
+        &x,
+        state.layout(),
+        o.as_ref().map(ViewMut::layout),
+        workspace.layout(),
+    )?;
     let wl = *workspace.layout();
-    if wl.rank() != 1 || (wl.numel() > 1 && wl.strides() != [1]) {
-        return Err(Error::Param {
-            arg: "workspace",
-            reason: "must be a contiguous rank-1 view",
-        });
-    }
-    if wl.numel() < need {
-        return Err(Error::Capacity {
-            arg: "workspace",
-            needed: need,
-            capacity: wl.numel(),
-        });
-    }
     let inp = host_inputs(b, OP, spec, x)?;
     let mut s = Wr::<T::Acc>::new(super::host_view_mut(b, OP, state)?);
     let mut o = match o {

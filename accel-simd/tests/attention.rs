@@ -200,8 +200,8 @@ prop_compose! {
         batch in 1usize..3,
         heads_kv in 1usize..3,
         group in prop::sample::select(vec![1usize, 2, 3]),
-        len_q in prop::sample::select(vec![0usize, 1, 2, 3, 7, 8, 9, 15, 16, 17, 23, 31, 32, 33, 40]),
-        len_k in prop::sample::select(vec![0usize, 1, 5, 17, 63, 64, 65, 100, 127, 128, 129, 150]),
+        len_q in prop::sample::select(vec![0usize, 1, 2, 3, 7, 8, 9, 15, 16, 17, 23, 31, 32, 33, 40, 65, 97]),
+        len_k in prop::sample::select(vec![0usize, 1, 5, 17, 63, 64, 65, 100, 127, 128, 129, 150, 257]),
         head_dim in prop::sample::select(vec![1usize, 2, 3, 4, 5, 8, 13, 16, 17, 32]),
         value_dim in prop::sample::select(vec![1usize, 3, 4, 5, 7, 8, 9, 16, 19]),
     ) -> AttentionDims {
@@ -321,7 +321,7 @@ where
 #[test]
 fn every_length_around_the_tile_and_the_block() {
     for lq in [0, 1, 7, 8, 9, 15, 16, 17, 33] {
-        for lk in [0, 1, 63, 64, 65, 129] {
+        for lk in [0, 1, 63, 64, 65, 127, 128, 129, 255, 256, 257] {
             let mut c = plain(d(1, 2, 1, lq, lk, 9, 5), ramp);
             for causal in [false, true] {
                 c.params.causal = causal;
@@ -330,6 +330,63 @@ fn every_length_around_the_tile_and_the_block() {
             }
         }
     }
+}
+
+#[test]
+fn query_blocks_grouped_over_the_key_tiles() {
+    // Several groups of query blocks (a group is 4 blocks: 64 f32 rows with AVX2, 32 f64 rows),
+    // blocks of one group seeing different key ranges (causal, windows, offsets), key tiles of
+    // 128 cut anywhere.
+    for (lq, lk) in [
+        (63, 63),
+        (64, 64),
+        (65, 65),
+        (129, 129),
+        (200, 130),
+        (70, 300),
+        (257, 257),
+    ] {
+        let mut c = plain(d(1, 2, 1, lq, lk, 9, 5), ramp);
+        for (causal, window, offset) in [
+            (false, None, None),
+            (true, None, None),
+            (true, Some(20), None),
+            (true, Some(150), Some(-40)),
+            (false, Some(37), Some(10)),
+        ] {
+            c.params.causal = causal;
+            c.params.window = window;
+            c.params.query_offset = offset;
+            check::<f32>(&c, 2e-5);
+            check::<f64>(&c, 1e-12);
+            check::<f16>(&c, 2e-3);
+        }
+    }
+}
+
+#[test]
+fn a_group_where_one_block_sees_a_non_finite_value_and_another_hides_it() {
+    // Causal window of 30 over 150 tokens: key 10 is seen by rows 10..=39 only, so the blocks of
+    // the first group disagree on it; keys 70 and 140 likewise in the later groups.
+    let mut c = plain(d(1, 1, 1, 150, 150, 8, 8), ramp);
+    c.params.causal = true;
+    c.params.window = Some(30);
+    for j in [10, 70, 140] {
+        c.v[j * 8 + 3] = f64::INFINITY;
+    }
+    c.k[100 * 8 + 1] = f64::NAN;
+    for tm in [false, true] {
+        c.token_major = tm;
+        check::<f32>(&c, 2e-5);
+        check::<f64>(&c, 1e-12);
+        check::<f16>(&c, 2e-3);
+    }
+    let Some(s) = simd() else { return };
+    let (o, _) = run::<Simd, f32>(&s, &c).unwrap();
+    // Row 45 does not see key 10 (nor 70, 100, 140): finite.
+    assert!(o[45 * 8..46 * 8].iter().all(|x| x.is_finite()));
+    // Row 20 sees key 10, whose value feature 3 is +inf.
+    assert_eq!(o[20 * 8 + 3], f64::INFINITY);
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod level;
 pub mod math;
 
 mod attention;
+mod attention_merge;
 mod elementwise;
 mod gemm;
 mod kd_loss;
@@ -242,7 +243,7 @@ impl Backend for Simd {
         o: ViewMut<'_, Self, T>,
         lse: Option<ViewMut<'_, Self, T::Acc>>,
     ) -> Result<()> {
-        attention::merge(
+        attention_merge::merge(
             host(o_a)?,
             host(lse_a)?,
             host(o_b)?,

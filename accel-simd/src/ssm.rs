@@ -3,13 +3,14 @@
 //!
 //! - [`conv`]: the FFT convolution, real FFTs on `LANES` channels at once ([`fft`]);
 //! - [`scan`]: the recurrent mode, vectorised over the modes of a channel;
-//! - the Vandermonde kernel: the portable kernel (not vectorised yet).
+//! - [`vandermonde`]: the S4D Vandermonde kernel, vectorised over positions.
 
 mod conv;
 mod fft;
 mod scan;
+mod vandermonde;
 
-use seqcore::{Backend, Element, Reference, Result, View, ViewMut};
+use seqcore::{Element, Reference, Result, View, ViewMut};
 
 #[allow(clippy::too_many_arguments)] // the operands of one fused kernel
 pub(crate) fn scan<T: Element>(
@@ -44,5 +45,5 @@ pub(crate) fn vandermonde<T: Element>(
     v: Option<View<'_, Reference, T::Acc>>,
     k: ViewMut<'_, Reference, T>,
 ) -> Result<()> {
-    Reference.ssm_vandermonde::<T>(log_z, w, v, k)
+    vandermonde::vandermonde::<T>(log_z, w, v, k)
 }

@@ -1,6 +1,6 @@
 //! Fused scaled-dot-product attention (Vaswani et al. 2017, eq. 1) with an online softmax over
-//! key tiles (FlashAttention, Dao et al. 2022, Algorithm 1), and the merge of partial results
-//! (Milakov & Gimelshein 2018, eq. 4).
+//! key tiles (FlashAttention, Dao et al. 2022, Algorithm 1); the merge of partial results is
+//! [`crate::attention_merge`]'s.
 //!
 //! The kernel takes a block of `QB = 2 x LANES` query rows of one (batch, head) at a time and puts
 //! the rows in the vector lanes: the block's queries are transposed once into `Qt [D, QB]`, so that
@@ -1045,15 +1045,4 @@ where
         }
     }
     Ok(())
-}
-
-pub(crate) fn merge<T: Element>(
-    o_a: View<'_, Reference, T>,
-    lse_a: View<'_, Reference, T::Acc>,
-    o_b: View<'_, Reference, T>,
-    lse_b: View<'_, Reference, T::Acc>,
-    o: ViewMut<'_, Reference, T>,
-    lse: Option<ViewMut<'_, Reference, T::Acc>>,
-) -> Result<()> {
-    Reference.attention_merge(o_a, lse_a, o_b, lse_b, o, lse)
 }

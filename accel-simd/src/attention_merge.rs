@@ -19,7 +19,7 @@
 //! the portable kernel.
 
 use half::{bf16, f16};
-use seqcore::{DType, Element, Error, Layout, Reference, Result, View, ViewMut, check};
+use seqcore::{Backend, DType, Element, Error, Layout, Reference, Result, View, ViewMut, check};
 
 use crate::elementwise::{as_t, as_t_mut, head, span, span_mut};
 use crate::lanes::{F32_LANES, Lanes, Vector, narrow, widen};
@@ -298,7 +298,6 @@ pub(crate) fn merge<T: Element>(
             return Ok(());
         }
     }
-    // The portable kernel (through attention.rs's old stub, `Reference.attention_merge`, until
-    // the integrator removes it: then call `Reference.attention_merge` here).
-    crate::attention::merge(o_a, lse_a, o_b, lse_b, o, lse)
+    // The portable kernel.
+    Reference.attention_merge(o_a, lse_a, o_b, lse_b, o, lse)
 }

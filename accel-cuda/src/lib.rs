@@ -717,20 +717,7 @@ impl Backend for CudaBackend {
         mut values: ViewMut<'_, Self, T>,
         mut indices: ViewMut<'_, Self, u32>,
     ) -> Result<()> {
-        let n = check::rows(x.layout(), "values", values.layout(), Some(k))?;
-        check::rows(x.layout(), "indices", indices.layout(), Some(k))?;
-        if k > n {
-            return Err(Error::Param {
-                arg: "k",
-                reason: "must not exceed the row length",
-            });
-        }
-        if u32::try_from(n).is_err() {
-            return Err(Error::Param {
-                arg: "x",
-                reason: "rows longer than u32::MAX cannot be indexed",
-            });
-        }
+        let n = check::top_k(x.layout(), values.layout(), indices.layout(), k)?;
         if values.layout().numel() == 0 {
             return Ok(());
         }

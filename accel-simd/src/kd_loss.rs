@@ -21,8 +21,9 @@
 //! `check_ce`), so both answer the same `Err`.
 
 use seqcore::portable::kd_loss::{
-    CeConfig, CeRows, KdConfig, KdReduction, KdRows, Kind, SparseRows, check_ce, check_kd,
-    check_sparse, count_kept, factors, get, next_kept, row_weight, smoothing_share,
+    CeConfig, CeRows, KdConfig, KdReduction, KdRows, Kind, Probs, SparseBuckets, SparseRows,
+    check_ce, check_kd, check_sparse, count_kept, factors, get, next_kept, row_weight,
+    smoothing_share, sparse_buckets, sparse_top_grad,
 };
 use seqcore::{
     Backend, DType, Element, Error, Layout, Offsets, Real, Reference, Result, View, ViewMut, bf16,
@@ -809,9 +810,6 @@ where
 // ---------------------------------------------------------------------------------------------
 // Sparse-teacher distillation.
 
-/// `(p, ln p, q, ln q)` of one bucket.
-type Probs<R> = (R, R, R, R);
-
 #[allow(clippy::too_many_arguments)] // the kernel's operands
 #[allow(clippy::too_many_lines)] // checks, validation and the row loop, in the portable order
 fn sparse<T: Element>(
@@ -901,23 +899,12 @@ where
             let (lp, lq) = (l1r + x - zk, y - zs);
             Ok((lp.exp(), lp, lq.exp(), lq))
         };
-        let mut qk = zero;
-        let (mut l, mut gq) = (zero, zero);
-        for a in 0..k {
-            let (p, lp, q, lq) = bucket(a)?;
-            qk += q;
-            let (phi, g) = kind.term(p, q, lp, lq);
-            l += phi;
-            if q != zero {
-                gq += q * g;
-            }
-        }
-        let qt = if k == v || qk >= one { zero } else { one - qk };
-        let (phi_t, g_t) = kind.term(r, qt, r.ln(), qt.ln());
-        l += phi_t;
-        if qt != zero {
-            gq += qt * g_t;
-        }
+        let SparseBuckets {
+            loss: l,
+            gq,
+            qt,
+            g_t,
+        } = sparse_buckets(kind, k, v, r, bucket)?;
         let c = f * w;
         out.loss(c * l)?;
         let cg = c * inv_t;
@@ -944,13 +931,7 @@ where
             for a in 0..k {
                 let (p, lp, q, lq) = bucket(a)?;
                 let i = usize::try_from(get(im, io + a * is, "indices")?).unwrap_or(usize::MAX);
-                let val = if fwd {
-                    cg * (q - p)
-                } else if q == zero {
-                    zero
-                } else {
-                    cg * q * (kind.term(p, q, lp, lq).1 - gq)
-                };
+                let val = sparse_top_grad(kind, cg, gq, (p, lp, q, lq));
                 let glen = g.len();
                 *g.get_mut(i).ok_or(Error::OutOfBounds {
                     arg: "grad",

@@ -148,3 +148,27 @@ pub fn rows(x: &Layout, arg: &'static str, y: &Layout, out_len: Option<usize>) -
     shape(arg, y, want.get(..r).unwrap_or(&[]))?;
     Ok(len)
 }
+
+/// The checks of `Backend::top_k`: `values` and `indices` shaped as `x` with rows of `k`,
+/// `k <= n` and `n` indexable by `u32`. Returns the row length `n`.
+///
+/// # Errors
+/// [`Error::Rank`] or [`Error::Shape`] naming `values` or `indices`; [`Error::Param`] naming `k`
+/// past the row length, or `x` for rows longer than `u32::MAX`.
+pub fn top_k(x: &Layout, values: &Layout, indices: &Layout, k: usize) -> Result<usize> {
+    let n = rows(x, "values", values, Some(k))?;
+    rows(x, "indices", indices, Some(k))?;
+    if k > n {
+        return Err(Error::Param {
+            arg: "k",
+            reason: "must not exceed the row length",
+        });
+    }
+    if u32::try_from(n).is_err() {
+        return Err(Error::Param {
+            arg: "x",
+            reason: "rows longer than u32::MAX cannot be indexed",
+        });
+    }
+    Ok(n)
+}

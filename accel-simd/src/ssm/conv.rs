@@ -21,7 +21,7 @@
 //! (every output of a transform depends on every input), never into another channel (each lane is
 //! its own channel); the other channels' results are unchanged.
 
-use seqcore::portable::ssm::conv::{check_conv, conv_fft, fft_len};
+use seqcore::portable::ssm::conv::{check_conv, check_workspace, conv_fft, fft_len};
 use seqcore::{DType, Element, Error, Reference, Result, View, ViewMut};
 
 use super::fft::{dif, dit_inverse, twiddles};
@@ -65,22 +65,7 @@ pub(crate) fn conv<T: Element>(
         y.layout(),
     )?;
     let need = workspace_len(h, l)?;
-    let wl = *workspace.layout();
-    if wl.rank() != 1 || (wl.strides().first().copied().unwrap_or(1) != 1 && wl.numel() > 1) {
-        return Err(Error::Param {
-            arg: "workspace",
-            reason: "must be a contiguous rank-1 view",
-        });
-    }
-    if wl.numel() < need {
-        return Err(Error::Shape {
-            arg: "workspace",
-            axis: 0,
-            got: wl.numel(),
-            expected: need,
-            shape: wl.dims(),
-        });
-    }
+    check_workspace(workspace.layout(), need)?;
     if l == 0 || h == 0 {
         return Ok(());
     }

@@ -846,7 +846,71 @@ pub fn kd_loss<T: Element>(
 }
 
 /// `(p, ln p, q, ln q)` of one term.
-type Probs<R> = (R, R, R, R);
+pub type Probs<R> = (R, R, R, R);
+
+/// The totals of one sparse-teacher row over its `k + 1` buckets ([`sparse_buckets`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SparseBuckets<R> {
+    /// The row's divergence (before the reduction's weight, `T^2` and `scale`).
+    pub loss: R,
+    /// `sum_b Q_b g_b` over the buckets.
+    pub gq: R,
+    /// The student's tail mass `Q_tail = 1 - sum_top-k q` (exactly 0 with `k = V`).
+    pub qt: R,
+    /// `g` of the tail bucket.
+    pub g_t: R,
+}
+
+/// Sums one sparse-teacher row over its buckets: `bucket(a)` gives `(P, ln P, Q, ln Q)` of top-k
+/// bucket `a`, `r` is the teacher's tail mass. The student's tail is `1 - sum Q` (0 when that
+/// rounds below 0, and exactly 0 with `k = V`, not a rounding residue).
+///
+/// # Errors
+/// What `bucket` returns.
+pub fn sparse_buckets<R: Real>(
+    kind: Kind<R>,
+    k: usize,
+    v: usize,
+    r: R,
+    bucket: impl Fn(usize) -> Result<Probs<R>>,
+) -> Result<SparseBuckets<R>> {
+    let (zero, one) = (R::zero(), R::one());
+    let mut qk = zero;
+    let (mut l, mut gq) = (zero, zero);
+    for a in 0..k {
+        let (p, lp, q, lq) = bucket(a)?;
+        qk += q;
+        let (phi, g) = kind.term(p, q, lp, lq);
+        l += phi;
+        if q != zero {
+            gq += q * g;
+        }
+    }
+    let qt = if k == v || qk >= one { zero } else { one - qk };
+    let (phi_t, g_t) = kind.term(r, qt, r.ln(), qt.ln());
+    l += phi_t;
+    if qt != zero {
+        gq += qt * g_t;
+    }
+    Ok(SparseBuckets {
+        loss: l,
+        gq,
+        qt,
+        g_t,
+    })
+}
+
+/// The gradient at the student logit of a top-k bucket: `c/T (q - p)` for forward KL,
+/// `c/T q (g - gq)` otherwise (0 where `q = 0`); `cg` is `c/T`.
+pub fn sparse_top_grad<R: Real>(kind: Kind<R>, cg: R, gq: R, (p, lp, q, lq): Probs<R>) -> R {
+    if matches!(kind, Kind::Fwd) {
+        cg * (q - p)
+    } else if q == R::zero() {
+        R::zero()
+    } else {
+        cg * q * (kind.term(p, q, lp, lq).1 - gq)
+    }
+}
 
 /// Reads element `o` of a host slice (checked; views were checked when made, so it holds).
 ///
@@ -953,24 +1017,12 @@ pub fn kd_loss_sparse<T: Element>(
             let (lp, lq) = (l1r + x - zk, y - zs);
             Ok((lp.exp(), lp, lq.exp(), lq))
         };
-        let mut qk = zero;
-        let (mut l, mut gq) = (zero, zero);
-        for a in 0..k {
-            let (p, lp, q, lq) = bucket(a)?;
-            qk += q;
-            let (phi, g) = kind.term(p, q, lp, lq);
-            l += phi;
-            if q != zero {
-                gq += q * g;
-            }
-        }
-        // The tail buckets. With k = V the student's is empty: exactly 0, not a rounding residue.
-        let qt = if k == v || qk >= one { zero } else { one - qk };
-        let (phi_t, g_t) = kind.term(r, qt, r.ln(), qt.ln());
-        l += phi_t;
-        if qt != zero {
-            gq += qt * g_t;
-        }
+        let SparseBuckets {
+            loss: l,
+            gq,
+            qt,
+            g_t,
+        } = sparse_buckets(kind, k, v, r, bucket)?;
         let c = f * w;
         out.loss(c * l)?;
         let cg = c * inv_t;
@@ -993,13 +1045,7 @@ pub fn kd_loss_sparse<T: Element>(
             for a in 0..k {
                 let (p, lp, q, lq) = bucket(a)?;
                 let i = usize::try_from(get(im, io + a * is, "indices")?).unwrap_or(usize::MAX);
-                let val = if fwd {
-                    cg * (q - p)
-                } else if q == zero {
-                    zero
-                } else {
-                    cg * q * (kind.term(p, q, lp, lq).1 - gq)
-                };
+                let val = sparse_top_grad(kind, cg, gq, (p, lp, q, lq));
                 write_row(
                     g.mem_mut(),
                     go.wrapping_add(i.wrapping_mul(gs)),

@@ -15,6 +15,7 @@ use super::{addr, at, put};
 use crate::check;
 use crate::element::{Element, Real};
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 use crate::reference::Reference;
 use crate::view::{View, ViewMut};
 
@@ -48,10 +49,10 @@ pub fn workspace_len(l: usize) -> Result<usize> {
 /// # Errors
 /// [`Error::Rank`] / [`Error::Shape`] naming the operand at fault (`k` sets `H` and `L`).
 pub fn check_conv(
-    k: &crate::Layout,
-    u: &crate::Layout,
-    d: Option<&crate::Layout>,
-    y: &crate::Layout,
+    k: &Layout,
+    u: &Layout,
+    d: Option<&Layout>,
+    y: &Layout,
 ) -> Result<(usize, usize)> {
     let [h, l] = *k.shape() else {
         return Err(Error::Rank {
@@ -121,6 +122,30 @@ fn pow2_ratio(num: f64, den: f64) -> f64 {
     libm::ldexp(1.0, ((en - ed) / 2).clamp(-60, 60))
 }
 
+/// The convolution's workspace check: a contiguous rank-1 view of at least `need` elements.
+///
+/// # Errors
+/// [`Error::Param`] naming `workspace` when it is not contiguous and rank 1, [`Error::Shape`]
+/// naming it when it is shorter than `need`.
+pub fn check_workspace(workspace: &Layout, need: usize) -> Result<()> {
+    if workspace.rank() != 1 || (workspace.numel() > 1 && workspace.strides() != [1]) {
+        return Err(Error::Param {
+            arg: "workspace",
+            reason: "must be a contiguous rank-1 view",
+        });
+    }
+    if workspace.numel() < need {
+        return Err(Error::Shape {
+            arg: "workspace",
+            axis: 0,
+            got: workspace.numel(),
+            expected: need,
+            shape: workspace.dims(),
+        });
+    }
+    Ok(())
+}
+
 /// Causal convolution by FFT (see the module docs), using `workspace` (contiguous, at least
 /// [`workspace_len`] elements of the accumulation type).
 ///
@@ -142,21 +167,7 @@ pub fn conv_fft<T: Element>(
     )?;
     let need = workspace_len(l)?;
     let wl = *workspace.layout();
-    if wl.rank() != 1 || (wl.strides().first().copied().unwrap_or(1) != 1 && wl.numel() > 1) {
-        return Err(Error::Param {
-            arg: "workspace",
-            reason: "must be a contiguous rank-1 view",
-        });
-    }
-    if wl.numel() < need {
-        return Err(Error::Shape {
-            arg: "workspace",
-            axis: 0,
-            got: wl.numel(),
-            expected: need,
-            shape: wl.dims(),
-        });
-    }
+    check_workspace(&wl, need)?;
     if l == 0 || h == 0 {
         return Ok(());
     }

@@ -29,7 +29,7 @@ fn main() -> Result<()> {
         std::env::var("PEERS_BUDGET_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000),
     );
     let filter = std::env::args().nth(1).unwrap_or_default();
-    let mut emit = |case: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+    let emit = |case: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
         if !case.contains(filter.as_str()) {
             return Ok(());
         }

@@ -662,13 +662,14 @@ impl Backend for CudaBackend {
         mut o: ViewMut<'_, Self, T>,
         mut lse: Option<ViewMut<'_, Self, T::Acc>>,
     ) -> Result<()> {
-        check::shape("o_b", o_b.layout(), o_a.shape())?;
-        check::shape("o", o.layout(), o_a.shape())?;
-        check::rows(o_a.layout(), "lse_a", lse_a.layout(), None)?;
-        check::rows(o_a.layout(), "lse_b", lse_b.layout(), None)?;
-        if let Some(l) = &lse {
-            check::rows(o_a.layout(), "lse", l.layout(), None)?;
-        }
+        check::attention_merge(
+            o_a.layout(),
+            lse_a.layout(),
+            o_b.layout(),
+            lse_b.layout(),
+            o.layout(),
+            lse.as_ref().map(ViewMut::layout),
+        )?;
         let (ra, dv, sa) = o_a.layout().split_last();
         let (rb, _, sb) = o_b.layout().split_last();
         let (ro, _, so) = o.layout().split_last();

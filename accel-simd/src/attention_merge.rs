@@ -263,14 +263,14 @@ pub(crate) fn merge<T: Element>(
     mut o: ViewMut<'_, Reference, T>,
     mut lse: Option<ViewMut<'_, Reference, T::Acc>>,
 ) -> Result<()> {
-    // The Reference's checks (`Backend::attention_merge`), in its order.
-    check::shape("o_b", o_b.layout(), o_a.shape())?;
-    check::shape("o", o.layout(), o_a.shape())?;
-    check::rows(o_a.layout(), "lse_a", lse_a.layout(), None)?;
-    check::rows(o_a.layout(), "lse_b", lse_b.layout(), None)?;
-    if let Some(l) = &lse {
-        check::rows(o_a.layout(), "lse", l.layout(), None)?;
-    }
+    check::attention_merge(
+        o_a.layout(),
+        lse_a.layout(),
+        o_b.layout(),
+        lse_b.layout(),
+        o.layout(),
+        lse.as_ref().map(ViewMut::layout),
+    )?;
     let (oa_rows, dv, sa) = o_a.layout().split_last();
     let (ob_rows, _, sb) = o_b.layout().split_last();
     let (o_rows, _, so) = o.layout().split_last();

@@ -262,13 +262,14 @@ pub trait Backend {
     ) -> Result<()> {
         use crate::portable::{attention as fused, host_view, host_view_mut};
         const OP: &str = "attention_merge";
-        crate::check::shape("o_b", o_b.layout(), o_a.shape())?;
-        crate::check::shape("o", o.layout(), o_a.shape())?;
-        crate::check::rows(o_a.layout(), "lse_a", lse_a.layout(), None)?;
-        crate::check::rows(o_a.layout(), "lse_b", lse_b.layout(), None)?;
-        if let Some(l) = &lse {
-            crate::check::rows(o_a.layout(), "lse", l.layout(), None)?;
-        }
+        crate::check::attention_merge(
+            o_a.layout(),
+            lse_a.layout(),
+            o_b.layout(),
+            lse_b.layout(),
+            o.layout(),
+            lse.as_ref().map(ViewMut::layout),
+        )?;
         fused::merge(
             (host_view(self, OP, o_a)?, host_view(self, OP, lse_a)?),
             (host_view(self, OP, o_b)?, host_view(self, OP, lse_b)?),

@@ -172,3 +172,25 @@ pub fn top_k(x: &Layout, values: &Layout, indices: &Layout, k: usize) -> Result<
     }
     Ok(n)
 }
+
+/// The checks of `Backend::attention_merge`: `o_b` and `o` shaped as `o_a`, each `lse` its rows.
+///
+/// # Errors
+/// [`Error::Rank`] or [`Error::Shape`] naming `o_b`, `o`, `lse_a`, `lse_b` or `lse`.
+pub fn attention_merge(
+    o_a: &Layout,
+    lse_a: &Layout,
+    o_b: &Layout,
+    lse_b: &Layout,
+    o: &Layout,
+    lse: Option<&Layout>,
+) -> Result<()> {
+    shape("o_b", o_b, o_a.shape())?;
+    shape("o", o, o_a.shape())?;
+    rows(o_a, "lse_a", lse_a, None)?;
+    rows(o_a, "lse_b", lse_b, None)?;
+    if let Some(l) = lse {
+        rows(o_a, "lse", l, None)?;
+    }
+    Ok(())
+}

@@ -21,9 +21,9 @@ use seq_accel_simd::Simd;
 use seq_accel_simd::lanes::F32_LANES;
 use seqcore::{Backend, Element, Layout, Reference, View, ViewMut, bf16, f16};
 
-fn simd() -> Option<Simd> {
-    Simd::new().ok()
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::{Rng, simd};
 
 /// How the `[r1, r2, Dv]` outputs and inputs are stored.
 #[derive(Clone, Copy, Debug)]
@@ -191,19 +191,6 @@ macro_rules! check_case {
             }
         }
     }};
-}
-
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
 }
 
 /// An `lse` value: finite mostly, with `-inf`, NaN, `+inf` and far-apart values mixed in.

@@ -20,25 +20,9 @@ use seq_accel_simd::lanes::F32_LANES;
 use seqcore::portable::ssm::conv::{conv_direct, fft_len};
 use seqcore::{Backend, Element, Error, Layout, Reference, View, ViewMut, bf16, f16};
 
-fn simd() -> Option<Simd> {
-    Simd::new().ok()
-}
-
-/// A small deterministic generator (SplitMix64) for test data.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
-        (0..n).map(|_| self.next() * scale).collect()
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::{Rng, simd};
 
 fn round<T: Element>(x: &[f64]) -> Vec<f64> {
     x.iter().map(|&v| T::from_f64(v).to_f64()).collect()

@@ -5,9 +5,14 @@
 // A host-side driver of a GPU: it needs `std` (threads, dlopen, the driver's own allocations).
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+mod distill;
 mod error;
 mod launch;
+mod memory;
 pub mod module;
+mod relative;
+mod rope;
+mod ssm;
 
 use core::marker::PhantomData;
 use std::string::{String, ToString};
@@ -741,6 +746,16 @@ impl Backend for CudaBackend {
             ],
         )
     }
+
+    // ---- RoPE (rope.rs) ----
+
+    // ---- relative attention (relative.rs) ----
+
+    // ---- state-space models (ssm.rs) ----
+
+    // ---- associative memories (memory.rs) ----
+
+    // ---- distillation (distill.rs) ----
 }
 
 fn same_len(src: usize, dst: usize) -> Result<()> {

@@ -11,7 +11,7 @@
     clippy::cast_lossless
 )]
 
-use std::sync::OnceLock;
+mod support;
 
 use proptest::prelude::*;
 use seq_accel_cuda::{CudaBackend, CudaMem};
@@ -19,40 +19,7 @@ use seqcore::{
     Allocate, Backend, Binary, Element, Error, Layout, Reduce, Reference, SoftmaxKind, Unary, View,
     ViewMut, bf16, f16,
 };
-
-fn gpu() -> Option<&'static CudaBackend> {
-    static B: OnceLock<Result<CudaBackend, Error>> = OnceLock::new();
-    match B.get_or_init(|| CudaBackend::new(0)) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            assert!(
-                matches!(
-                    e,
-                    Error::Unavailable {
-                        backend: "cuda",
-                        ..
-                    }
-                ),
-                "construction must fail only as Unavailable, got {e:?}"
-            );
-            static ONCE: std::sync::Once = std::sync::Once::new();
-            ONCE.call_once(|| println!("SKIPPED every GPU test (no usable GPU): {e}"));
-            None
-        }
-    }
-}
-
-fn up<T: seqcore::Scalar>(b: &CudaBackend, v: &[T]) -> CudaMem<T> {
-    let mut m = b.alloc::<T>(v.len()).unwrap();
-    b.write(v, &mut m).unwrap();
-    m
-}
-
-fn down<T: seqcore::Scalar>(b: &CudaBackend, m: &CudaMem<T>) -> Vec<T> {
-    let mut v = vec![T::default(); m.len()];
-    b.read(m, &mut v).unwrap();
-    v
-}
+use support::{down, gpu, up};
 
 #[test]
 fn construction_never_panics() {

@@ -1,0 +1,1 @@
+// Fused kernels: distillation losses (seqcore::portable::kd_loss).

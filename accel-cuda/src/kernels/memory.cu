@@ -1,0 +1,1 @@
+// Fused kernels: linear associative memories (seqcore::portable::linear_memory).

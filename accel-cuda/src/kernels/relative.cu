@@ -1,0 +1,1 @@
+// Fused kernels: relative attention (seqcore::portable::relative).

@@ -1,0 +1,1 @@
+// Fused kernels: RoPE (seqcore::portable::rope).

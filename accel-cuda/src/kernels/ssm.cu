@@ -1,0 +1,1 @@
+// Fused kernels: state-space models: scan, convolution, Vandermonde kernel (seqcore::portable::ssm).

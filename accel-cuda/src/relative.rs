@@ -1,0 +1,1 @@
+//! The fused kernels of relative attention (seqcore::portable::relative) on the GPU.

@@ -1,0 +1,1 @@
+//! The fused kernels of RoPE (seqcore::portable::rope) on the GPU.

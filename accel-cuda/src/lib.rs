@@ -5,6 +5,7 @@
 // A host-side driver of a GPU: it needs `std` (threads, dlopen, the driver's own allocations).
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+mod blas;
 mod distill;
 mod error;
 mod launch;
@@ -81,6 +82,8 @@ pub struct CudaBackend {
     device: String,
     arch: String,
     flash: AtomicBool,
+    blas: Option<blas::Blas>,
+    use_blas: AtomicBool,
 }
 
 impl core::fmt::Debug for CudaBackend {
@@ -139,6 +142,9 @@ impl CudaBackend {
             let device = ctx.name().unwrap_or_else(|_| "unknown".to_string());
             // `SEQ_CUDA_ATTENTION=generic` turns the tensor-core attention path off.
             let flash = std::env::var("SEQ_CUDA_ATTENTION").map_or(true, |v| v != "generic");
+            // `SEQ_CUDA_GEMM=kernel` keeps `gemm` on the crate's own kernel.
+            let use_blas = std::env::var("SEQ_CUDA_GEMM").map_or(true, |v| v != "kernel");
+            let blas = blas::Blas::new(&stream);
             Ok(CudaBackend {
                 ctx,
                 stream,
@@ -146,6 +152,8 @@ impl CudaBackend {
                 device,
                 arch,
                 flash: AtomicBool::new(flash),
+                blas,
+                use_blas: AtomicBool::new(use_blas),
             })
         })
     }
@@ -166,6 +174,21 @@ impl CudaBackend {
     /// same function (see `kernels/flash.cu` for the one difference on non-finite hidden values).
     pub fn use_tensor_core_attention(&self, on: bool) {
         self.flash.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether cuBLAS was loaded (`libcublas.so` on the library path): [`Backend::gemm`] runs
+    /// there when it is and the views suit it (see [`CudaBackend::use_cublas`]).
+    pub fn has_cublas(&self) -> bool {
+        self.blas.is_some()
+    }
+
+    /// Whether [`Backend::gemm`] may run on cuBLAS (when it was loaded): on by default, off with
+    /// the environment variable `SEQ_CUDA_GEMM=kernel` or this call, which keep every `gemm` on
+    /// the crate's own kernel. cuBLAS takes the calls whose matrices each have a unit stride on
+    /// one axis with non-overlapping rows or columns (any batch stride), `alpha != 0` and
+    /// `k > 0`; the others run on the crate's kernel either way.
+    pub fn use_cublas(&self, on: bool) {
+        self.use_blas.store(on, Ordering::Relaxed);
     }
 
     /// The tensor-core attention kernel for this call, if it takes one.
@@ -365,6 +388,23 @@ impl Backend for CudaBackend {
         let d = check::gemm(a.layout(), b.layout(), c.layout())?;
         if c.layout().numel() == 0 {
             return Ok(());
+        }
+        // cuBLAS skips `A B` when `alpha = 0` (BLAS), where the reference propagates a NaN of `A`.
+        if let (Some(blas), true, true) = (
+            &self.blas,
+            self.use_blas.load(Ordering::Relaxed),
+            alpha != 0.0,
+        ) {
+            if let Some(plan) = blas::plan::<T>(&d, a.layout(), b.layout(), c.layout()) {
+                let (ap, bp) = (a.mem().ptr(&self.stream), b.mem().ptr(&self.stream));
+                let cp = c.parts().0.ptr(&self.stream);
+                return blas
+                    .gemm::<T>(&plan, alpha, beta_f, ap, bp, cp)
+                    .map_err(|reason| Error::Unavailable {
+                        backend: BACKEND,
+                        reason,
+                    });
+            }
         }
         let quad = |l: &seqcore::Layout| -> Result<[i64; 4]> {
             let s = l.strides();

@@ -247,7 +247,9 @@ mod tests {
     #![allow(
         clippy::unwrap_used,
         clippy::indexing_slicing,
-        clippy::cast_precision_loss
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
     )]
     use super::*;
     use seqcore::{Backend, Reference, View, ViewMut};

@@ -137,23 +137,38 @@ __device__ void flash_k(const T* q_, const T* k_, const T* v_, T* o, float* lse,
                     mma16816<T>(s[nt], qf[kk], bf);
                 }
             }
-            // Scale, hide, find the row maxima.
+            // Scale, hide, find the row maxima. A tile whose every key is visible to both of
+            // this thread's rows skips the per-key range test (a row past the end has the empty
+            // range, so its threads always test).
             float mx0 = NEG_INF, mx1 = NEG_INF;
+            if (kt >= (lo0 > lo1 ? lo0 : lo1) && kt + FBN <= (hi0 < hi1 ? hi0 : hi1)) {
 #pragma unroll
-            for (int nt = 0; nt < FBN / 8; ++nt) {
+                for (int nt = 0; nt < FBN / 8; ++nt) {
 #pragma unroll
-                for (int c = 0; c < 4; ++c) {
-                    const i64 j = kt + nt * 8 + t4 * 2 + (c & 1);
-                    const bool second = c >= 2;
-                    const i64 lo = second ? lo1 : lo0, hi = second ? hi1 : hi0;
-                    float x = scale * s[nt][c];
-                    if (j < lo || j >= hi) {
-                        x = NEG_INF;
-                    } else if (isnan(x)) {
-                        if (second) nan1 = 1; else nan0 = 1;
+                    for (int c = 0; c < 4; ++c) {
+                        const float x = scale * s[nt][c];
+                        s[nt][c] = x;
+                        if (c >= 2) { nan1 |= x != x; mx1 = x > mx1 ? x : mx1; }
+                        else { nan0 |= x != x; mx0 = x > mx0 ? x : mx0; }
                     }
-                    s[nt][c] = x;
-                    if (second) { if (x > mx1) mx1 = x; } else { if (x > mx0) mx0 = x; }
+                }
+            } else {
+#pragma unroll
+                for (int nt = 0; nt < FBN / 8; ++nt) {
+#pragma unroll
+                    for (int c = 0; c < 4; ++c) {
+                        const i64 j = kt + nt * 8 + t4 * 2 + (c & 1);
+                        const bool second = c >= 2;
+                        const i64 lo = second ? lo1 : lo0, hi = second ? hi1 : hi0;
+                        float x = scale * s[nt][c];
+                        if (j < lo || j >= hi) {
+                            x = NEG_INF;
+                        } else if (isnan(x)) {
+                            if (second) nan1 = 1; else nan0 = 1;
+                        }
+                        s[nt][c] = x;
+                        if (second) { if (x > mx1) mx1 = x; } else { if (x > mx0) mx0 = x; }
+                    }
                 }
             }
 #pragma unroll

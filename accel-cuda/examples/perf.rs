@@ -76,6 +76,40 @@ fn softmax<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, rows: usize, n: usi
     });
 }
 
+/// RoPE (rotate-half, Llama's layout) of `x [1, H, L, D]` into `y`, positions `0..L`, every
+/// feature rotated: one read and one write of the tensor.
+fn rope<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, h: usize, l: usize, d: usize) {
+    use seqcore::portable::rope::{RopeLayout, RopePositions};
+    let x = filled::<T>(b, h * l * d);
+    let mut y = b.alloc::<T>(h * l * d).unwrap();
+    let inv_freq: Vec<f64> = (0..d / 2)
+        .map(|i| 10_000f64.powf(-2.0 * i as f64 / d as f64))
+        .collect();
+    let mut call = || {
+        b.rope(
+            RopeLayout::Half,
+            &inv_freq,
+            1.0,
+            RopePositions::Offset(0),
+            Some(b.view(&x, &[1, h, l, d]).unwrap()),
+            b.view_mut(&mut y, &[1, h, l, d]).unwrap(),
+        )
+    };
+    if let Err(e) = call() {
+        println!("rope {}: {e}", T::NAME);
+        return;
+    }
+    let s = time(b, || call().unwrap());
+    out.push(Case {
+        kernel: "rope",
+        dtype: T::NAME,
+        size: format!("H{h} L{l} D{d}"),
+        seconds: s,
+        work: (2 * h * l * d * size_of::<T>()) as f64,
+        unit: "GB/s",
+    });
+}
+
 fn unary<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, n: usize) {
     let x = filled::<T>(b, n);
     let mut y = b.alloc::<T>(n).unwrap();
@@ -240,6 +274,8 @@ fn main() {
     softmax::<f32>(&b, &mut cases, 4096, 8192);
     softmax::<bf16>(&b, &mut cases, 4096, 8192);
     softmax::<f16>(&b, &mut cases, 4096, 8192);
+    rope::<f32>(&b, &mut cases, 32, 8192, 128);
+    rope::<bf16>(&b, &mut cases, 32, 8192, 128);
     unary::<f32>(&b, &mut cases, 1 << 26);
     unary::<bf16>(&b, &mut cases, 1 << 26);
     reduce::<f32>(&b, &mut cases, 4096, 8192);

@@ -9,8 +9,7 @@
 # packages (NVRTC comes from there). The runner prints the device and driver, then runs the
 # crate's test binaries, `seq-conformance report --backend cuda`, `seq-conformance vectors
 # --backend cuda` over every vector file (the repo's and copies of the shared examples), and the
-# perf cases next to PyTorch's, each step under its own timeout (560 s in all; a normal run takes
-# 3 to 5 minutes).
+# perf cases next to PyTorch's, each step under its own timeout.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -72,12 +71,18 @@ source "$b/cuda-libs.sh"
 export SEQ_CUDA_CACHE_DIR="${TMPDIR:-/tmp}/seq-accel-cuda-cache"
 # Every kernel with the generic attention path first: a device fault in the tensor-core path (a
 # sticky CUDA error that ends the process's context) cannot take the other rows with it.
-SEQ_CUDA_ATTENTION=generic step 140 "$b/bin/seq-conformance" report --backend cuda
-SEQ_CUDA_ATTENTION=generic step 40 "$b/bin/seq-conformance" vectors --backend cuda "$b"/vectors/conformance/*.json "$b"/vectors/shared/*.json
-# The attention rows and vectors again, on the tensor-core path (f16/bf16 calls it takes).
+SEQ_CUDA_ATTENTION=generic step 150 "$b/bin/seq-conformance" report --backend cuda
+SEQ_CUDA_ATTENTION=generic step 50 "$b/bin/seq-conformance" vectors --backend cuda "$b"/vectors/conformance/*.json "$b"/vectors/shared/*.json
+# The attention rows and vectors again, on the tensor-core path (f16/bf16 calls it takes), and
+# the gemm rows on the crate's own kernel (the first report ran them on cuBLAS where it loaded).
 step 80 "$b/bin/seq-conformance" report --backend cuda --filter 'sdpa|kv_cache|attention_merge'
 step 40 "$b/bin/seq-conformance" vectors --backend cuda "$b"/vectors/conformance/sdpa.json "$b"/vectors/shared/sdpa.json
-step 110 "$b/bin/test-gpu" --test-threads=4
+SEQ_CUDA_GEMM=kernel step 40 "$b/bin/seq-conformance" report --backend cuda --filter gemm
+# Every test binary of the crate but the compile-only one (the backend compiled every kernel).
+for t in "$b"/bin/test-*; do
+    case "$t" in *nvrtc_compile*) continue ;; esac
+    step 100 "$t" --test-threads=4
+done
 step 75 "$b/bin/example-perf" "${OUT:-.}/seq-perf.json"
 step 75 python3 "$b/torch_peers.py" "${OUT:-.}/seq-perf.json"
 echo "=== done in ${SECONDS}s"

@@ -3,7 +3,8 @@
 comparison table against the seq numbers (`seq-perf.json`, written by `examples/perf.rs`).
 
 - bandwidth: a large device-to-device copy (`y.copy_(x)`, bytes read + written);
-- softmax / GELU / sum as fractions of that bandwidth (and next to torch's own);
+- softmax / RoPE / GELU / sum as fractions of that bandwidth (and next to torch's own; RoPE's
+  peer is Hugging Face's `apply_rotary_pos_emb` with precomputed cos/sin tables);
 - gemm as a fraction of cuBLAS (torch.matmul; TF32 off, so f32 is true f32);
 - causal attention forward vs torch.nn.functional.scaled_dot_product_attention
   (B = 1, H = 16, D = 64 and 128, L = 1024 .. 16384, bf16 and f16; target: within 1.5x).
@@ -63,6 +64,22 @@ def main():
         a = torch.randn(4096, 8192, dtype=DT[dt], device=dev)
         s = timed(lambda: torch.softmax(a, -1))
         peers[("softmax", dt)] = 2 * a.numel() * a.element_size() / s / 1e9
+    for dt in ("f32", "bf16"):
+        # Hugging Face's apply_rotary_pos_emb (rotate-half) with the cos/sin tables precomputed,
+        # as a Llama layer runs it: H32 L8192 D128, positions 0..L.
+        H, L, D = 32, 8192, 128
+        q = torch.randn(1, H, L, D, dtype=DT[dt], device=dev)
+        inv = 1.0 / (10000 ** (torch.arange(0, D, 2, device=dev, dtype=torch.float32) / D))
+        ang = torch.outer(torch.arange(L, device=dev, dtype=torch.float32), inv)
+        emb = torch.cat((ang, ang), -1)
+        cos, sin = emb.cos().to(DT[dt]), emb.sin().to(DT[dt])
+
+        def rot(x):
+            return torch.cat((-x[..., D // 2:], x[..., : D // 2]), -1)
+
+        s = timed(lambda: q * cos + rot(q) * sin)
+        peers[("rope", dt)] = 2 * q.numel() * q.element_size() / s / 1e9
+        del q
     for dt in ("f32", "bf16"):
         a = torch.randn(1 << 26, dtype=DT[dt], device=dev)
         s = timed(lambda: F.gelu(a))

@@ -465,11 +465,19 @@ impl Backend for CudaBackend {
         let log = i32::from(kind == SoftmaxKind::LogSoftmax);
         let (ym, _) = y.parts();
         let yp = ym.ptr(&self.stream);
+        // Rows whose `x + mask` fits the default dynamic shared memory are read once.
+        let cache = usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_mul(size_of::<T::Acc>()))
+            .filter(|&b| b <= launch::SHARED_DEFAULT);
+        let mut cfg = launch::rows(rows);
+        cfg.shared_mem_bytes = cache.and_then(|b| u32::try_from(b).ok()).unwrap_or(0);
+        let cached = i32::from(cfg.shared_mem_bytes > 0);
         self.launch(
             &kname("softmax", T::NAME),
-            launch::rows(rows),
+            cfg,
             [
-                &xp, &xr, &xs, &mp, &mr, &ms, &has, &yp, &yr, &ys, &n, &nrows, &log,
+                &xp, &xr, &xs, &mp, &mr, &ms, &has, &yp, &yr, &ys, &n, &nrows, &log, &cached,
             ],
         )
     }

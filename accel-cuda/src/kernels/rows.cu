@@ -91,17 +91,24 @@ __device__ void reduce_k(const T* x, Lay xr, i64 xs, i64 n, T* y, Lay yr, i64 ro
 // any NaN gives a NaN row, a row whose every element is -inf gives 0 (softmax) / -inf.
 template <typename T>
 __device__ void softmax_k(const T* x, Lay xr, i64 xs, const T* m, Lay mr, i64 ms, int has_mask,
-                          T* y, Lay yr, i64 ys, i64 n, i64 rows, int log_) {
+                          T* y, Lay yr, i64 ys, i64 n, i64 rows, int log_, int cached) {
     typedef typename El<T>::A A;
     __shared__ A sh[32];
+    // With `cached`, the row's `x + mask` is kept in dynamic shared memory (n values of A) by
+    // the first pass, and the later passes read it there: one read of the input from device
+    // memory instead of three. The arithmetic is the same either way.
+    extern __shared__ __align__(16) unsigned char softmax_cache[];
+    A* zc = reinterpret_cast<A*>(softmax_cache);
     for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
         i64 xo = offset_of(xr, r), yo = offset_of(yr, r);
         i64 mo = has_mask ? offset_of(mr, r) : 0;
         int nan = 0;
         A mx = -m_inf<A>();
+#pragma unroll 4
         for (i64 j = threadIdx.x; j < n; j += blockDim.x) {
             A z = El<T>::to_acc(x[xo + j * xs]);
             if (has_mask) z += El<T>::to_acc(m[mo + j * ms]);
+            if (cached) zc[j] = z;
             if (isnan(z)) nan = 1;
             if (z > mx) mx = z;
         }
@@ -111,8 +118,13 @@ __device__ void softmax_k(const T* x, Lay xr, i64 xs, const T* m, Lay mr, i64 ms
         A sum = (A)0;
         if (!nan && !masked) {
             for (i64 j = threadIdx.x; j < n; j += blockDim.x) {
-                A z = El<T>::to_acc(x[xo + j * xs]);
-                if (has_mask) z += El<T>::to_acc(m[mo + j * ms]);
+                A z;
+                if (cached) {
+                    z = zc[j];
+                } else {
+                    z = El<T>::to_acc(x[xo + j * xs]);
+                    if (has_mask) z += El<T>::to_acc(m[mo + j * ms]);
+                }
                 sum += m_exp(z - mx);
             }
             sum = block_sum(sum, sh);
@@ -125,8 +137,13 @@ __device__ void softmax_k(const T* x, Lay xr, i64 xs, const T* m, Lay mr, i64 ms
             } else if (masked) {
                 out = log_ ? -m_inf<A>() : (A)0;
             } else {
-                A z = El<T>::to_acc(x[xo + j * xs]);
-                if (has_mask) z += El<T>::to_acc(m[mo + j * ms]);
+                A z;
+                if (cached) {
+                    z = zc[j];
+                } else {
+                    z = El<T>::to_acc(x[xo + j * xs]);
+                    if (has_mask) z += El<T>::to_acc(m[mo + j * ms]);
+                }
                 A d = z - mx;
                 out = log_ ? d - log_sum : m_exp(d) / sum;
             }
@@ -194,7 +211,7 @@ __device__ void top_k_k(const T* x, Lay xr, i64 xs, T* v, Lay vr, i64 vs, u32* i
 
 #define ROWS(T, N) \
     extern "C" __global__ void __launch_bounds__(ROW_THREADS) reduce_##N(const T* x, Lay xr, i64 xs, i64 n, T* y, Lay yr, i64 rows, int op) { reduce_k<T>(x, xr, xs, n, y, yr, rows, op); } \
-    extern "C" __global__ void __launch_bounds__(ROW_THREADS) softmax_##N(const T* x, Lay xr, i64 xs, const T* m, Lay mr, i64 ms, int has_mask, T* y, Lay yr, i64 ys, i64 n, i64 rows, int log_) { softmax_k<T>(x, xr, xs, m, mr, ms, has_mask, y, yr, ys, n, rows, log_); } \
+    extern "C" __global__ void __launch_bounds__(ROW_THREADS) softmax_##N(const T* x, Lay xr, i64 xs, const T* m, Lay mr, i64 ms, int has_mask, T* y, Lay yr, i64 ys, i64 n, i64 rows, int log_, int cached) { softmax_k<T>(x, xr, xs, m, mr, ms, has_mask, y, yr, ys, n, rows, log_, cached); } \
     extern "C" __global__ void __launch_bounds__(ROW_THREADS) top_k_##N(const T* x, Lay xr, i64 xs, T* v, Lay vr, i64 vs, u32* idx, Lay ir, i64 is, i64 n, i64 k, i64 rows) { top_k_k<T>(x, xr, xs, v, vr, vs, idx, ir, is, n, k, rows); }
 ROWS(float, f32)
 ROWS(double, f64)

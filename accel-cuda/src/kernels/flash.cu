@@ -1,6 +1,8 @@
 // Tensor-core flash attention forward for f16 / bf16 (Dao 2023, FlashAttention-2: a block of 64
-// query rows, 16 per warp, loops over tiles of 64 keys; S = Q K^T and O += P V on
-// `mma.sync.m16n8k16` with f32 accumulation; online softmax in f32 registers).
+// query rows, 16 per warp, loops over tiles of 64 keys (32 for D = 128); S = Q K^T and O += P V
+// on `mma.sync.m16n8k16` with f32 accumulation; online softmax in f32 registers). K and V tiles
+// are copied with `cp.async` into two shared-memory stages (the next tile loads while this one
+// is computed); V's mma fragments come from its row-major tile by `ldmatrix.trans`.
 //
 // Same semantics as `attention.cu` for the calls it takes (no key mask, no bias, no soft cap;
 // head_dim = value_dim = 64 or 128; unit stride along the features): scale, causal / window
@@ -13,7 +15,6 @@
 // (0 * NaN inside the tensor-core product); the generic kernel never reads hidden keys.
 
 #define FBM 64
-#define FBN 64
 #define LOG2E_F 1.4426950408889634f
 
 struct alignas(16) v16b { u32 x, y, z, w; };
@@ -56,12 +57,48 @@ template <typename T> struct PScale;
 template <> struct PScale<h16> { static constexpr float v = 16384.f; };
 template <> struct PScale<b16> { static constexpr float v = 1.f; };
 
+// Shared-memory address of a generic pointer into shared memory (for cp.async / ldmatrix).
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    u32 a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+// 16 bytes global -> shared without passing through registers; `bytes` = 0 writes zeros.
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, int bytes) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(bytes) : "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory");
+#endif
+}
+// Four 8x8 matrices of 16-bit values from shared memory, each transposed: lanes 8i..8i+7 give
+// the addresses of matrix i's eight rows (16 bytes each).
+__device__ __forceinline__ void ldmatrix_x4_trans(u32* r, u32 addr) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+#endif
+}
+
+// Keys per tile: 64 for D = 64, 32 for D = 128, so that two stages of K and V tiles fit the
+// 48 KiB of static shared memory.
+template <int D> struct KTile { static constexpr int v = D <= 64 ? 64 : 32; };
+
 template <typename T, int D, int NS>
 __device__ void flash_k(const T* q_, const T* k_, const T* v_, T* o, float* lse, AttnP p) {
-    constexpr int KP = D + 8;    // K tile row pitch (elements)
-    constexpr int VP = FBN + 8;  // transposed V tile row pitch
-    __shared__ alignas(16) u16 ks[FBN * KP];
-    __shared__ alignas(16) u16 vt[D * VP];
+    constexpr int BN = KTile<D>::v;
+    constexpr int P = D + 8;  // row pitch of the K and V tiles (elements): 16-byte rows, no bank conflicts
+    // Two stages: the next tile's K and V arrive (cp.async) while this one is computed.
+    __shared__ alignas(16) u16 ks[2][BN * P];
+    __shared__ alignas(16) u16 vs[2][BN * P];
     const u16* q = reinterpret_cast<const u16*>(q_);
     const u16* k = reinterpret_cast<const u16*>(k_);
     const u16* v = reinterpret_cast<const u16*>(v_);
@@ -104,33 +141,45 @@ __device__ void flash_k(const T* q_, const T* k_, const T* v_, T* o, float* lse,
         const i64 kbase = p.k.off + b * p.k.stride[0] + gk * p.k.stride[1];
         const i64 vbase = p.v.off + b * p.v.stride[0] + gk * p.v.stride[1];
 
-        for (i64 kt = (kbeg / FBN) * FBN; kt < kend; kt += FBN) {
-            __syncthreads();
-            for (int e = tid; e < FBN * D / 8; e += blockDim.x) {
-                // Consecutive threads take consecutive keys: the transposed stores into `vt`
-                // then hit consecutive shared-memory addresses (no bank conflicts).
-                const int row = e % FBN, c8 = (e / FBN) * 8;
+        // Enqueues the K and V rows of the tile at `kt` into stage `st`; keys past the end are
+        // zeros (read from nowhere).
+        auto load = [&](i64 kt, int st) {
+            for (int e = tid; e < BN * D / 8; e += blockDim.x) {
+                const int row = e / (D / 8), c8 = (e % (D / 8)) * 8;
                 const i64 j = kt + row;
-                v16b kv = {0u, 0u, 0u, 0u}, vv = {0u, 0u, 0u, 0u};
-                if (j < p.lk) {
-                    kv = *reinterpret_cast<const v16b*>(k + kbase + j * p.k.stride[2] + c8);
-                    vv = *reinterpret_cast<const v16b*>(v + vbase + j * p.v.stride[2] + c8);
-                }
-                *reinterpret_cast<v16b*>(&ks[row * KP + c8]) = kv;
-                const u16* vh = reinterpret_cast<const u16*>(&vv);
-#pragma unroll
-                for (int t = 0; t < 8; ++t) vt[(c8 + t) * VP + row] = vh[t];
+                const int bytes = j < p.lk ? 16 : 0;
+                const i64 jj = j < p.lk ? j : 0;
+                cp_async16(smem_addr(&ks[st][row * P + c8]), k + kbase + jj * p.k.stride[2] + c8, bytes);
+                cp_async16(smem_addr(&vs[st][row * P + c8]), v + vbase + jj * p.v.stride[2] + c8, bytes);
+            }
+            cp_async_commit();
+        };
+
+        const i64 kfirst = (kbeg / BN) * BN;
+        // Every thread must have finished reading both stages (the previous row block) before
+        // they are refilled.
+        __syncthreads();
+        if (kfirst < kend) load(kfirst, 0);
+        int st = 0;
+        for (i64 kt = kfirst; kt < kend; kt += BN, st ^= 1) {
+            if (kt + BN < kend) {
+                load(kt + BN, st ^ 1);
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
             }
             __syncthreads();
+            const u16* kst = ks[st];
+            const u16* vst = vs[st];
 
-            float s[FBN / 8][4];
+            float s[BN / 8][4];
 #pragma unroll
-            for (int nt = 0; nt < FBN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+            for (int nt = 0; nt < BN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
 #pragma unroll
             for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
-                for (int nt = 0; nt < FBN / 8; ++nt) {
-                    const u16* kr = &ks[(nt * 8 + g) * KP + kk * 16 + t4 * 2];
+                for (int nt = 0; nt < BN / 8; ++nt) {
+                    const u16* kr = &kst[(nt * 8 + g) * P + kk * 16 + t4 * 2];
                     u32 bf[2];
                     bf[0] = *reinterpret_cast<const u32*>(kr);
                     bf[1] = *reinterpret_cast<const u32*>(kr + 8);
@@ -141,9 +190,9 @@ __device__ void flash_k(const T* q_, const T* k_, const T* v_, T* o, float* lse,
             // this thread's rows skips the per-key range test (a row past the end has the empty
             // range, so its threads always test).
             float mx0 = NEG_INF, mx1 = NEG_INF;
-            if (kt >= (lo0 > lo1 ? lo0 : lo1) && kt + FBN <= (hi0 < hi1 ? hi0 : hi1)) {
+            if (kt >= (lo0 > lo1 ? lo0 : lo1) && kt + BN <= (hi0 < hi1 ? hi0 : hi1)) {
 #pragma unroll
-                for (int nt = 0; nt < FBN / 8; ++nt) {
+                for (int nt = 0; nt < BN / 8; ++nt) {
 #pragma unroll
                     for (int c = 0; c < 4; ++c) {
                         const float x = scale * s[nt][c];
@@ -154,7 +203,7 @@ __device__ void flash_k(const T* q_, const T* k_, const T* v_, T* o, float* lse,
                 }
             } else {
 #pragma unroll
-                for (int nt = 0; nt < FBN / 8; ++nt) {
+                for (int nt = 0; nt < BN / 8; ++nt) {
 #pragma unroll
                     for (int c = 0; c < 4; ++c) {
                         const i64 j = kt + nt * 8 + t4 * 2 + (c & 1);
@@ -193,7 +242,7 @@ __device__ void flash_k(const T* q_, const T* k_, const T* v_, T* o, float* lse,
                 oacc[nt][2] *= a1; oacc[nt][3] *= a1;
             }
 #pragma unroll
-            for (int nt = 0; nt < FBN / 8; ++nt) {
+            for (int nt = 0; nt < BN / 8; ++nt) {
 #pragma unroll
                 for (int c = 0; c < 4; ++c) {
                     const float m = c >= 2 ? m1 : m0;
@@ -203,26 +252,35 @@ __device__ void flash_k(const T* q_, const T* k_, const T* v_, T* o, float* lse,
                     if (c >= 2) l1 += pr; else l0 += pr;
                 }
             }
-            // O += P V, P as NS terms of T.
+            // O += P V, P as NS terms of T; V's fragments (keys x features, column-major for
+            // the mma) come from the row-major tile by transposing loads, two feature tiles per
+            // load: lane l addresses key (l & 8) + (l & 7) of the 16, features of tile
+            // nt + (l >> 4).
 #pragma unroll
-            for (int kk = 0; kk < FBN / 16; ++kk) {
+            for (int kk = 0; kk < BN / 16; ++kk) {
+                u32 af[NS][4];
 #pragma unroll
                 for (int term = 0; term < NS; ++term) {
-                    u32 af[4];
-                    af[0] = pack_split<T>(s[2 * kk][0], s[2 * kk][1]);
-                    af[1] = pack_split<T>(s[2 * kk][2], s[2 * kk][3]);
-                    af[2] = pack_split<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                    af[3] = pack_split<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                    af[term][0] = pack_split<T>(s[2 * kk][0], s[2 * kk][1]);
+                    af[term][1] = pack_split<T>(s[2 * kk][2], s[2 * kk][3]);
+                    af[term][2] = pack_split<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                    af[term][3] = pack_split<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                }
 #pragma unroll
-                    for (int nt = 0; nt < D / 8; ++nt) {
-                        const u16* vr = &vt[(nt * 8 + g) * VP + kk * 16 + t4 * 2];
-                        u32 bf[2];
-                        bf[0] = *reinterpret_cast<const u32*>(vr);
-                        bf[1] = *reinterpret_cast<const u32*>(vr + 8);
-                        mma16816<T>(oacc[nt], af, bf);
+                for (int nt = 0; nt < D / 8; nt += 2) {
+                    u32 bf[4];
+                    const int key = kk * 16 + (lane & 15);
+                    const int col = (nt + (lane >> 4)) * 8;
+                    ldmatrix_x4_trans(bf, smem_addr(&vst[key * P + col]));
+#pragma unroll
+                    for (int term = 0; term < NS; ++term) {
+                        mma16816<T>(oacc[nt], af[term], bf);
+                        mma16816<T>(oacc[nt + 1], af[term], bf + 2);
                     }
                 }
             }
+            // Every warp is done with this stage before the next iteration refills it.
+            __syncthreads();
         }
         // Row sums and NaN flags over the four threads of each row.
 #pragma unroll

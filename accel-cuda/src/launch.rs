@@ -61,6 +61,20 @@ pub(crate) fn lay(l: &Layout) -> Result<Lay> {
     Ok(out)
 }
 
+/// The kernel form of `l` for the elementwise kernels, which address element `i` of an operand
+/// by `offset_of`: a contiguous layout is passed as rank 0 (`offset_of` is then `off + i`, no
+/// index division per element), any other as [`lay`].
+pub(crate) fn flat(l: &Layout) -> Result<Lay> {
+    if l.is_contiguous() {
+        Ok(Lay {
+            off: i(l.offset())?,
+            ..Lay::default()
+        })
+    } else {
+        lay(l)
+    }
+}
+
 /// Threads per block of every kernel.
 pub(crate) const THREADS: u32 = 256;
 

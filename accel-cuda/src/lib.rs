@@ -497,8 +497,8 @@ impl Backend for CudaBackend {
         }
         // The constant as the accumulation type holds it (as the reference's `R::lit(c)`).
         let c = T::Acc::lit(c).to_f64();
-        let (xp, lx) = (x.mem().ptr(&self.stream), lay(x.layout())?);
-        let ly = lay(y.layout())?;
+        let (xp, lx) = (x.mem().ptr(&self.stream), launch::flat(x.layout())?);
+        let ly = launch::flat(y.layout())?;
         let (ym, _) = y.parts();
         let yp = ym.ptr(&self.stream);
         let ni = i(n)?;
@@ -523,9 +523,9 @@ impl Backend for CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        let (ap, la) = (a.mem().ptr(&self.stream), lay(a.layout())?);
-        let (bp, lb) = (b.mem().ptr(&self.stream), lay(b.layout())?);
-        let ly = lay(y.layout())?;
+        let (ap, la) = (a.mem().ptr(&self.stream), launch::flat(a.layout())?);
+        let (bp, lb) = (b.mem().ptr(&self.stream), launch::flat(b.layout())?);
+        let ly = launch::flat(y.layout())?;
         let (ym, _) = y.parts();
         let yp = ym.ptr(&self.stream);
         let ni = i(n)?;
@@ -571,8 +571,8 @@ impl Backend for CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        let (xp, lx) = (x.mem().ptr(&self.stream), lay(x.layout())?);
-        let ly = lay(y.layout())?;
+        let (xp, lx) = (x.mem().ptr(&self.stream), launch::flat(x.layout())?);
+        let ly = launch::flat(y.layout())?;
         let (ym, _) = y.parts();
         let yp = ym.ptr(&self.stream);
         let ni = i(n)?;

@@ -17,8 +17,10 @@ struct Lay {
     i64 stride[MAX_RANK];
 };
 
-// The address of the `i`-th element in row-major order of `l`'s shape.
+// The address of the `i`-th element in row-major order of `l`'s shape. Rank 0 stands for a
+// contiguous operand (`launch::flat`; a true rank-0 layout has only element 0).
 __device__ __forceinline__ i64 offset_of(const Lay& l, i64 i) {
+    if (l.rank == 0) return l.off + i;
     i64 o = l.off;
     for (int a = (int)l.rank - 1; a >= 0; --a) {
         i64 s = l.shape[a];

@@ -12,6 +12,7 @@ __device__ void reduce_k(const T* x, Lay xr, i64 xs, i64 n, T* y, Lay yr, i64 ro
         i64 xo = offset_of(xr, r);
         int nan = 0;
         A mx = -m_inf<A>(), mn = m_inf<A>(), mabs = (A)0, sum = (A)0;
+#pragma unroll 4
         for (i64 j = threadIdx.x; j < n; j += blockDim.x) {
             A v = El<T>::to_acc(x[xo + j * xs]);
             if (isnan(v)) {

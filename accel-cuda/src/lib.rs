@@ -803,6 +803,35 @@ impl Backend for CudaBackend {
 
     // ---- associative memories (memory.rs) ----
 
+    /// The linear-memory recurrence on the GPU (`kernels/memory.cu`; linear attention, RetNet,
+    /// DeltaNet, Gated DeltaNet): one warp per (head, state row), tokens in order, the state
+    /// updated in place in the accumulation type. Needs no workspace.
+    fn linear_memory_recurrent<T: Element>(
+        &self,
+        spec: seqcore::portable::linear_memory::LinearMemorySpec,
+        inputs: seqcore::portable::linear_memory::MemoryInputs<'_, Self, T>,
+        state: ViewMut<'_, Self, T::Acc>,
+        o: Option<ViewMut<'_, Self, T>>,
+    ) -> Result<()> {
+        self.linear_memory_recurrent_impl("linear_memory_recurrent", spec, inputs, state, o)
+    }
+
+    /// The chunkwise form's checks (`chunk`, shapes, workspace, as the portable form), then the
+    /// GPU recurrence of [`Backend::linear_memory_recurrent`]: the same function up to rounding,
+    /// as the trait allows; the chunk size does not change the result and the workspace (sized
+    /// as the portable form's) is not touched.
+    fn linear_memory_chunkwise<T: Element>(
+        &self,
+        spec: seqcore::portable::linear_memory::LinearMemorySpec,
+        chunk: usize,
+        inputs: seqcore::portable::linear_memory::MemoryInputs<'_, Self, T>,
+        state: ViewMut<'_, Self, T::Acc>,
+        o: Option<ViewMut<'_, Self, T>>,
+        workspace: ViewMut<'_, Self, T::Acc>,
+    ) -> Result<()> {
+        self.linear_memory_chunkwise_impl(spec, chunk, inputs, state, o, workspace.layout())
+    }
+
     // ---- distillation (distill.rs) ----
 }
 

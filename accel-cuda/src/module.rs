@@ -256,6 +256,7 @@ pub fn kernel_names() -> Vec<String> {
         // ssm.cu
 
         // memory.cu
+        v.push(std::format!("linear_memory_{t}"));
 
         // distill.cu
     }

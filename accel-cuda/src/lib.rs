@@ -797,9 +797,73 @@ impl Backend for CudaBackend {
 
     // ---- RoPE (rope.rs) ----
 
+    /// RoPE on the GPU (`kernels/rope.cu`, see [`CudaBackend`]'s `rope_impl`): the semantics of
+    /// [`seqcore::portable::rope::rope`], angles in f64 from the integer position. The frequency
+    /// table is a kernel parameter up to 256 entries, uploaded per call beyond.
+    fn rope<T: Element>(
+        &self,
+        layout: seqcore::portable::rope::RopeLayout,
+        inv_freq: &[f64],
+        attention_factor: f64,
+        positions: seqcore::portable::rope::RopePositions<'_, Self>,
+        x: Option<View<'_, Self, T>>,
+        y: ViewMut<'_, Self, T>,
+    ) -> Result<()> {
+        self.rope_impl(layout, inv_freq, attention_factor, positions, x, y)
+    }
+
     // ---- relative attention (relative.rs) ----
 
     // ---- state-space models (ssm.rs) ----
+
+    /// The diagonal SSM scan on the GPU (`kernels/ssm.cu`): one warp per channel, lanes over the
+    /// modes; the recurrence of [`seqcore::portable::ssm::scan::scan`].
+    #[allow(clippy::too_many_arguments)] // the operands of one fused kernel
+    fn ssm_scan<T: Element>(
+        &self,
+        abar: View<'_, Self, T::Acc>,
+        bbar: View<'_, Self, T::Acc>,
+        c: View<'_, Self, T::Acc>,
+        d: View<'_, Self, T::Acc>,
+        u: View<'_, Self, T>,
+        state: ViewMut<'_, Self, T::Acc>,
+        y: Option<ViewMut<'_, Self, T>>,
+    ) -> Result<()> {
+        self.ssm_scan_impl::<T>(abar, bbar, c, d, u, state, y)
+    }
+
+    /// 0: the GPU convolution is the direct causal sum, which needs no scratch memory (any
+    /// contiguous rank-1 workspace is accepted, an empty one included).
+    fn ssm_conv_workspace_len(&self, h: usize, l: usize) -> Result<usize> {
+        let _ = (h, l);
+        Ok(0)
+    }
+
+    /// The SSM convolution on the GPU (`kernels/ssm.cu`) as the direct causal sum in the
+    /// accumulation type (O(L^2) per channel, one thread per output), not by FFT: the semantics
+    /// of [`seqcore::portable::ssm::conv::conv_direct`], with the checks of the FFT path.
+    fn ssm_conv<T: Element>(
+        &self,
+        k: View<'_, Self, T>,
+        u: View<'_, Self, T>,
+        d: Option<View<'_, Self, T::Acc>>,
+        y: ViewMut<'_, Self, T>,
+        workspace: ViewMut<'_, Self, T::Acc>,
+    ) -> Result<()> {
+        self.ssm_conv_impl::<T>(k, u, d, y, workspace)
+    }
+
+    /// The S4D Vandermonde kernel on the GPU (`kernels/ssm.cu`), in f64 as
+    /// [`seqcore::portable::ssm::vandermonde::vandermonde`], one thread per output.
+    fn ssm_vandermonde<T: Element>(
+        &self,
+        log_z: View<'_, Self, T::Acc>,
+        w: View<'_, Self, T::Acc>,
+        v: Option<View<'_, Self, T::Acc>>,
+        k: ViewMut<'_, Self, T>,
+    ) -> Result<()> {
+        self.ssm_vandermonde_impl::<T>(log_z, w, v, k)
+    }
 
     // ---- associative memories (memory.rs) ----
 

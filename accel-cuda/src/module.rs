@@ -250,10 +250,14 @@ pub fn kernel_names() -> Vec<String> {
             v.push(std::format!("cast_{t}_{d}"));
         }
         // rope.cu
+        v.push(std::format!("rope_{t}"));
 
         // relative.cu
 
         // ssm.cu
+        for k in ["ssm_scan", "ssm_vandermonde", "ssm_conv"] {
+            v.push(std::format!("{k}_{t}"));
+        }
 
         // memory.cu
         v.push(std::format!("linear_memory_{t}"));

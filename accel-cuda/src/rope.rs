@@ -108,7 +108,8 @@ impl CudaBackend {
         let (np, na, nb, nw, nt) = (i(pairs)?, i(a_step)?, i(b_off)?, i(width)?, i(total)?);
         let r = self.launch(
             &kname("rope", T::NAME),
-            launch::elementwise(total),
+            // One thread per (b, l, feature pair): each loops over the heads.
+            launch::elementwise(total / heads.max(1)),
             [
                 &xp,
                 &lx,

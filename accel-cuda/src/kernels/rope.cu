@@ -7,7 +7,8 @@
 // with `c = cos(m theta_i) * attention_factor`, `s = sin(m theta_i) * attention_factor` formed in
 // f64 from the integer position (as `seqcore::portable::rope::cos_sin`), then rounded to the
 // accumulation type, where the rotation is computed; features from `r = 2 * pairs` on are copied
-// unchanged (out of place only). One thread per rotated pair or per copied feature.
+// unchanged (out of place only). One thread per rotated pair or per copied feature of a token,
+// for every head.
 
 // Frequencies passed by value (kernel parameter) when there are at most this many; beyond, they
 // come from device memory (`fdev`). Mirrors `ROPE_INLINE` in `rope.rs`.
@@ -28,7 +29,7 @@ __device__ __forceinline__ double rope_sub(double a, double b) { return __dsub_r
 // `x`, `xl`: the input (the output itself, `y` and `yl`, for the in-place form).
 // Positions: with `has_ids`, `pos[pos_off + b * pos_sb + l * pos_sl]` (`pos_sb` = 0 for `[L]`
 // ids), else `start + l`. `width` = pairs + pass-through features per (b, h, l); `total` =
-// B * L * H * width. `a_step`, `b_off`: the pair's features are `i * a_step` and
+// B * L * H * width (the threads are B * L * width). `a_step`, `b_off`: the pair's features are `i * a_step` and
 // `i * a_step + b_off`.
 template <typename T>
 __device__ void rope_k(const T* x, Lay xl, T* y, Lay yl, const u32* pos, i64 pos_off, i64 pos_sb,
@@ -37,15 +38,14 @@ __device__ void rope_k(const T* x, Lay xl, T* y, Lay yl, const u32* pos, i64 pos
                        double factor, i64 total) {
     typedef typename El<T>::A A;
     const i64 heads = yl.shape[1], len = yl.shape[2];
-    GRID_LOOP(idx, total) {
+    if (heads == 0) return;
+    // One thread per (b, l, pair or copied feature), looping over the heads: the cos / sin of
+    // a pair are formed once for all the heads that share its position.
+    GRID_LOOP(idx, total / heads) {
         const i64 j = idx % width;
-        i64 r = idx / width;
-        const i64 h = r % heads;
-        r /= heads;
+        const i64 r = idx / width;
         const i64 l = r % len;
         const i64 b = r / len;
-        const i64 xo = xl.off + b * xl.stride[0] + h * xl.stride[1] + l * xl.stride[2];
-        const i64 yo = yl.off + b * yl.stride[0] + h * yl.stride[1] + l * yl.stride[2];
         const i64 xs = xl.stride[3], ys = yl.stride[3];
         if (j < pairs) {
             u64 p;
@@ -63,16 +63,24 @@ __device__ void rope_k(const T* x, Lay xl, T* y, Lay yl, const u32* pos, i64 pos
             const A c = (A)__dmul_rn(cd, factor);
             const A s = (A)__dmul_rn(sd, factor);
             const i64 ia = j * a_step, ib = j * a_step + b_off;
-            const A xa = El<T>::to_acc(x[xo + ia * xs]);
-            const A xb = El<T>::to_acc(x[xo + ib * xs]);
-            const A ya = rope_sub(rope_mul(xa, c), rope_mul(xb, s));
-            const A yb = rope_add(rope_mul(xb, c), rope_mul(xa, s));
-            y[yo + ia * ys] = El<T>::from_acc(ya);
-            y[yo + ib * ys] = El<T>::from_acc(yb);
+            for (i64 h = 0; h < heads; ++h) {
+                const i64 xo = xl.off + b * xl.stride[0] + h * xl.stride[1] + l * xl.stride[2];
+                const i64 yo = yl.off + b * yl.stride[0] + h * yl.stride[1] + l * yl.stride[2];
+                const A xa = El<T>::to_acc(x[xo + ia * xs]);
+                const A xb = El<T>::to_acc(x[xo + ib * xs]);
+                const A ya = rope_sub(rope_mul(xa, c), rope_mul(xb, s));
+                const A yb = rope_add(rope_mul(xb, c), rope_mul(xa, s));
+                y[yo + ia * ys] = El<T>::from_acc(ya);
+                y[yo + ib * ys] = El<T>::from_acc(yb);
+            }
         } else {
             // Pass-through feature (partial rotary): the element itself, bits included.
             const i64 e = 2 * pairs + (j - pairs);
-            y[yo + e * ys] = x[xo + e * xs];
+            for (i64 h = 0; h < heads; ++h) {
+                const i64 xo = xl.off + b * xl.stride[0] + h * xl.stride[1] + l * xl.stride[2];
+                const i64 yo = yl.off + b * yl.stride[0] + h * yl.stride[1] + l * yl.stride[2];
+                y[yo + e * ys] = x[xo + e * xs];
+            }
         }
     }
 }

@@ -252,6 +252,7 @@ pub fn kernel_names() -> Vec<String> {
         // rope.cu
 
         // relative.cu
+        v.push(std::format!("relative_attention_{t}"));
 
         // ssm.cu
 

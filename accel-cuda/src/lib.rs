@@ -814,6 +814,27 @@ impl Backend for CudaBackend {
 
     // ---- relative attention (relative.rs) ----
 
+    /// Relative attention on the GPU (`kernels/relative.cu`; Shaw et al. 2018 eq. (3)-(5), Music
+    /// Transformer, T5 buckets): one warp per query row, online softmax over tiles of 32 keys,
+    /// the semantics of `seqcore::portable::relative`. `workspace` must hold
+    /// `workspace_len(Dv)` accumulators (the reference's check) but is not used: the
+    /// accumulators live in shared memory.
+    #[allow(clippy::too_many_arguments)]
+    fn relative_attention<T: Element>(
+        &self,
+        params: &seqcore::portable::relative::RelativeParams,
+        q: View<'_, Self, T>,
+        k: View<'_, Self, T>,
+        v: View<'_, Self, T>,
+        rel_k: Option<View<'_, Self, T>>,
+        rel_v: Option<View<'_, Self, T>>,
+        rel_bias: Option<View<'_, Self, T>>,
+        o: ViewMut<'_, Self, T>,
+        workspace: &mut CudaMem<T::Acc>,
+    ) -> Result<()> {
+        self.relative_attention_impl(params, q, k, v, rel_k, rel_v, rel_bias, o, workspace)
+    }
+
     // ---- state-space models (ssm.rs) ----
 
     /// The diagonal SSM scan on the GPU (`kernels/ssm.cu`): one warp per channel, lanes over the

@@ -253,6 +253,7 @@ pub fn kernel_names() -> Vec<String> {
         v.push(std::format!("rope_{t}"));
 
         // relative.cu
+        v.push(std::format!("relative_attention_{t}"));
 
         // ssm.cu
         for k in ["ssm_scan", "ssm_vandermonde", "ssm_conv"] {

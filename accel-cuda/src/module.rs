@@ -258,6 +258,15 @@ pub fn kernel_names() -> Vec<String> {
         // memory.cu
 
         // distill.cu
+        for k in [
+            "kd_dense",
+            "kd_sparse",
+            "cross_entropy",
+            "kd_count",
+            "kd_total",
+        ] {
+            v.push(std::format!("{k}_{t}"));
+        }
     }
     for t in ["f16", "bf16"] {
         for d in [64, 128] {

@@ -918,6 +918,53 @@ impl Backend for CudaBackend {
     }
 
     // ---- distillation (distill.rs) ----
+
+    /// Dense distillation loss and gradient on the GPU (`kernels/distill.cu`, one block per row):
+    /// the semantics of seqcore's portable `kd_loss`. Allocates `rows + 1` f64 of device scratch
+    /// for the mean and sum reductions (no workspace argument).
+    fn kd_loss<T: Element>(
+        &self,
+        cfg: &seqcore::portable::kd_loss::KdConfig,
+        teacher: View<'_, Self, T>,
+        student: View<'_, Self, T>,
+        mask: Option<View<'_, Self, u8>>,
+        loss: ViewMut<'_, Self, T>,
+        grad: Option<ViewMut<'_, Self, T>>,
+    ) -> Result<()> {
+        self.kd_loss_impl(cfg, teacher, student, mask, loss, grad)
+    }
+
+    /// Sparse-teacher distillation on the GPU (`kernels/distill.cu`): seqcore's portable
+    /// `kd_loss_sparse`. Its data checks run on a host copy of `indices`, `tail` and `mask`, so
+    /// the call waits for the stream.
+    #[allow(clippy::too_many_arguments)] // the kernel's operands
+    fn kd_loss_sparse<T: Element>(
+        &self,
+        cfg: &seqcore::portable::kd_loss::KdConfig,
+        values: View<'_, Self, T>,
+        indices: View<'_, Self, u32>,
+        tail: Option<View<'_, Self, T>>,
+        student: View<'_, Self, T>,
+        mask: Option<View<'_, Self, u8>>,
+        loss: ViewMut<'_, Self, T>,
+        grad: Option<ViewMut<'_, Self, T>>,
+    ) -> Result<()> {
+        self.kd_loss_sparse_impl(cfg, values, indices, tail, student, mask, loss, grad)
+    }
+
+    /// Cross-entropy with label smoothing on the GPU (`kernels/distill.cu`): seqcore's portable
+    /// `cross_entropy`. The target checks run on a host copy of `targets`, so the call waits for
+    /// the stream.
+    fn cross_entropy<T: Element>(
+        &self,
+        cfg: &seqcore::portable::kd_loss::CeConfig,
+        logits: View<'_, Self, T>,
+        targets: View<'_, Self, i32>,
+        loss: ViewMut<'_, Self, T>,
+        grad: Option<ViewMut<'_, Self, T>>,
+    ) -> Result<()> {
+        self.cross_entropy_impl(cfg, logits, targets, loss, grad)
+    }
 }
 
 fn same_len(src: usize, dst: usize) -> Result<()> {

@@ -264,6 +264,15 @@ pub fn kernel_names() -> Vec<String> {
         v.push(std::format!("linear_memory_{t}"));
 
         // distill.cu
+        for k in [
+            "kd_dense",
+            "kd_sparse",
+            "cross_entropy",
+            "kd_count",
+            "kd_total",
+        ] {
+            v.push(std::format!("{k}_{t}"));
+        }
     }
     for t in ["f16", "bf16"] {
         for d in [64, 128] {

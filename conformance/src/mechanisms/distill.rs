@@ -392,9 +392,24 @@ pub fn check_ce<B: Allocate, T: Element>(b: &B, case: &CeCase) -> Result<Agreeme
         let z = row.iter().fold(0.0f64, |m, a| m.max(a.abs())) + (v.max(1) as f64).ln();
         ua * (4.0 * v as f64 + 4.0 * z + 8.0)
     };
-    let gb = |i: usize| Bound {
-        atol: fl + c * k(i / v.max(1)) * q.get(i).copied().unwrap_or(1.0),
-        rtol: 2.0 * u,
+    // The smoothed target `t_i = (1 - eps) [i = y] + eps / V` of element `i` (0 on ignored rows,
+    // whose gradient is exactly 0).
+    let t = |i: usize| {
+        let (r, j) = (i / v.max(1), i % v.max(1));
+        match case.targets.get(r).and_then(|&y| usize::try_from(y).ok()) {
+            Some(y) => case.eps / v.max(1) as f64 + if j == y { 1.0 - case.eps } else { 0.0 },
+            None => 0.0,
+        }
+    };
+    // `c (q - t)` in the accumulation type: besides the error of `q` (`k q`) and the store
+    // (`2u |ref|`), the roundings of `c = 1 / kept`, of `t` (`eps / V`, `1 - eps` and their sum:
+    // 3) and of the difference and the product: `ua c (3 |q - t| + 3 t) <= ua c (3 q + 6 t)`.
+    let gb = |i: usize| {
+        let qi = q.get(i).copied().unwrap_or(1.0);
+        Bound {
+            atol: fl + c * k(i / v.max(1)) * qi + c * ua * (3.0 * qi + 6.0 * t(i)),
+            rtol: 2.0 * u,
+        }
     };
     let lsum: f64 = (0..n).map(|r| 2.0 * c * k(r)).sum();
     let lb = Bound {

@@ -184,19 +184,26 @@ fn attention<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, l: usize, d: usiz
     let mut ws = b.alloc::<T::Acc>(0).unwrap();
     let shape = [1, 16, l, d];
     let p = AttentionParams::causal();
-    let s = time(b, || {
-        b.attention(
-            &p,
-            b.view(&q, &shape).unwrap(),
-            b.view(&k, &shape).unwrap(),
-            b.view(&v, &shape).unwrap(),
-            AttentionMasks::none(),
-            b.view_mut(&mut o, &shape).unwrap(),
-            None,
-            &mut ws,
-        )
-        .unwrap();
-    });
+    let mut run = || {
+        time(b, || {
+            b.attention(
+                &p,
+                b.view(&q, &shape).unwrap(),
+                b.view(&k, &shape).unwrap(),
+                b.view(&v, &shape).unwrap(),
+                AttentionMasks::none(),
+                b.view_mut(&mut o, &shape).unwrap(),
+                None,
+                &mut ws,
+            )
+            .unwrap();
+        })
+    };
+    let s = run();
+    // The same call with the weights rounded to T before `P V` (FlashAttention's precision).
+    b.round_attention_weights(true);
+    let s_rounded = run();
+    b.round_attention_weights(false);
     let dims = AttentionDims {
         batch: 1,
         heads_q: 16,
@@ -206,15 +213,17 @@ fn attention<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, l: usize, d: usiz
         head_dim: d,
         value_dim: d,
     };
-    out.push(Case {
-        kernel: "attention",
-        dtype: T::NAME,
-        size: format!("B1 H16 L{l} D{d} causal"),
-        seconds: s,
-        // causal: half the score matrix
-        work: dims.flops() / 2.0,
-        unit: "GFLOP/s",
-    });
+    for (kernel, seconds) in [("attention", s), ("attention_rw", s_rounded)] {
+        out.push(Case {
+            kernel,
+            dtype: T::NAME,
+            size: format!("B1 H16 L{l} D{d} causal"),
+            seconds,
+            // causal: half the score matrix
+            work: dims.flops() / 2.0,
+            unit: "GFLOP/s",
+        });
+    }
 }
 
 /// The tensor-core path against the generic one on the same call: the largest difference.

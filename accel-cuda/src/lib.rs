@@ -82,6 +82,7 @@ pub struct CudaBackend {
     device: String,
     arch: String,
     flash: AtomicBool,
+    rounded_weights: AtomicBool,
     blas: Option<blas::Blas>,
     use_blas: AtomicBool,
 }
@@ -141,7 +142,9 @@ impl CudaBackend {
             let kernels = Kernels::load(&ctx, &arch)?;
             let device = ctx.name().unwrap_or_else(|_| "unknown".to_string());
             // `SEQ_CUDA_ATTENTION=generic` turns the tensor-core attention path off.
-            let flash = std::env::var("SEQ_CUDA_ATTENTION").map_or(true, |v| v != "generic");
+            let attention = std::env::var("SEQ_CUDA_ATTENTION").unwrap_or_default();
+            let flash = attention != "generic";
+            let rounded_weights = attention == "rounded";
             // `SEQ_CUDA_GEMM=kernel` keeps `gemm` on the crate's own kernel.
             let use_blas = std::env::var("SEQ_CUDA_GEMM").map_or(true, |v| v != "kernel");
             let blas = blas::Blas::new(&stream);
@@ -152,6 +155,7 @@ impl CudaBackend {
                 device,
                 arch,
                 flash: AtomicBool::new(flash),
+                rounded_weights: AtomicBool::new(rounded_weights),
                 blas,
                 use_blas: AtomicBool::new(use_blas),
             })
@@ -191,6 +195,16 @@ impl CudaBackend {
         self.use_blas.store(on, Ordering::Relaxed);
     }
 
+    /// Whether the tensor-core attention path rounds the softmax weights to the element type
+    /// before `P V`, as FlashAttention (and PyTorch's fused SDPA kernels) do: one `P V` product
+    /// instead of two (f16) or three (bf16), at FlashAttention's precision, whose output error
+    /// has an extra term of up to `u sum_j p_j |v_j|` (`u` the element type's unit round-off)
+    /// beyond the conformance suite's bound. Off by default (the weights then keep about f32's
+    /// precision); on with `SEQ_CUDA_ATTENTION=rounded` or this call.
+    pub fn round_attention_weights(&self, on: bool) {
+        self.rounded_weights.store(on, Ordering::Relaxed);
+    }
+
     /// The tensor-core attention kernel for this call, if it takes one.
     #[allow(clippy::too_many_arguments)]
     fn flash_kernel<T: Element>(
@@ -215,11 +229,16 @@ impl CudaBackend {
         if !aligned {
             return None;
         }
-        match (T::DTYPE, d.head_dim) {
-            (seqcore::DType::F16, 64) => Some("flash_f16_d64"),
-            (seqcore::DType::F16, 128) => Some("flash_f16_d128"),
-            (seqcore::DType::BF16, 64) => Some("flash_bf16_d64"),
-            (seqcore::DType::BF16, 128) => Some("flash_bf16_d128"),
+        let rounded = self.rounded_weights.load(Ordering::Relaxed);
+        match (T::DTYPE, d.head_dim, rounded) {
+            (seqcore::DType::F16, 64, false) => Some("flash_f16_d64"),
+            (seqcore::DType::F16, 128, false) => Some("flash_f16_d128"),
+            (seqcore::DType::BF16, 64, false) => Some("flash_bf16_d64"),
+            (seqcore::DType::BF16, 128, false) => Some("flash_bf16_d128"),
+            (seqcore::DType::F16, 64, true) => Some("flash_f16_rounded_d64"),
+            (seqcore::DType::F16, 128, true) => Some("flash_f16_rounded_d128"),
+            (seqcore::DType::BF16, 64, true) => Some("flash_bf16_rounded_d64"),
+            (seqcore::DType::BF16, 128, true) => Some("flash_bf16_rounded_d128"),
             _ => None,
         }
     }

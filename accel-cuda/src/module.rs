@@ -277,6 +277,7 @@ pub fn kernel_names() -> Vec<String> {
     for t in ["f16", "bf16"] {
         for d in [64, 128] {
             v.push(std::format!("flash_{t}_d{d}"));
+            v.push(std::format!("flash_{t}_rounded_d{d}"));
         }
     }
     v

@@ -321,3 +321,8 @@ FLASH(h16, f16, 64, 2)
 FLASH(h16, f16, 128, 2)
 FLASH(b16, bf16, 64, 3)
 FLASH(b16, bf16, 128, 3)
+// The weights rounded to T before P V (one term), as FlashAttention: `round_attention_weights`.
+FLASH(h16, f16_rounded, 64, 1)
+FLASH(h16, f16_rounded, 128, 1)
+FLASH(b16, bf16_rounded, 64, 1)
+FLASH(b16, bf16_rounded, 128, 1)

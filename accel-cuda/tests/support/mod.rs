@@ -2,6 +2,8 @@
 //! downloads.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub(crate) mod attention;
+
 use std::sync::OnceLock;
 
 use seq_accel_cuda::{CudaBackend, CudaMem};

@@ -69,15 +69,15 @@ source "$b/cuda-libs.sh"
 # in $SEQ_CUDA_CACHE_DIR; the later ones load it. (test-nvrtc_compile is for machines without a
 # GPU: here every kernel is compiled by the backend itself.)
 export SEQ_CUDA_CACHE_DIR="${TMPDIR:-/tmp}/seq-accel-cuda-cache"
-# Every kernel with the generic attention path first: a device fault in the tensor-core path (a
-# sticky CUDA error that ends the process's context) cannot take the other rows with it.
-SEQ_CUDA_ATTENTION=generic step 150 "$b/bin/seq-conformance" report --backend cuda
-SEQ_CUDA_ATTENTION=generic step 50 "$b/bin/seq-conformance" vectors --backend cuda "$b"/vectors/conformance/*.json "$b"/vectors/shared/*.json
-# The attention rows and vectors again, on the tensor-core path (f16/bf16 calls it takes), and
-# the gemm rows on the crate's own kernel (the first report ran them on cuBLAS where it loaded).
-step 80 "$b/bin/seq-conformance" report --backend cuda --filter 'sdpa|kv_cache|attention_merge'
-step 40 "$b/bin/seq-conformance" vectors --backend cuda "$b"/vectors/conformance/sdpa.json "$b"/vectors/shared/sdpa.json
-SEQ_CUDA_GEMM=kernel step 40 "$b/bin/seq-conformance" report --backend cuda --filter gemm
+# Every kernel on the default paths (tensor-core attention, cuBLAS gemm); each step is its own
+# process, so a device fault (a sticky CUDA error that ends the context) stays in its step. The
+# first process compiles the kernels (about 50 s of NVRTC), inside this step.
+step 240 "$b/bin/seq-conformance" report --backend cuda
+step 50 "$b/bin/seq-conformance" vectors --backend cuda "$b"/vectors/conformance/*.json "$b"/vectors/shared/*.json
+# The attention and gemm rows and vectors again on the other paths: the generic attention kernel
+# and the crate's own gemm (the first report ran the tensor-core path and cuBLAS).
+SEQ_CUDA_ATTENTION=generic SEQ_CUDA_GEMM=kernel step 80 "$b/bin/seq-conformance" report --backend cuda --filter 'sdpa|kv_cache|attention_merge|gemm'
+SEQ_CUDA_ATTENTION=generic SEQ_CUDA_GEMM=kernel step 40 "$b/bin/seq-conformance" vectors --backend cuda "$b"/vectors/conformance/sdpa.json "$b"/vectors/shared/sdpa.json
 # Every test binary of the crate but the compile-only one (the backend compiled every kernel).
 for t in "$b"/bin/test-*; do
     case "$t" in *nvrtc_compile*) continue ;; esac

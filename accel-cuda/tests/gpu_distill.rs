@@ -31,23 +31,10 @@ use seqcore::portable::kd_loss::{CeConfig, Divergence, KdConfig, KdReduction};
 use seqcore::{
     Backend, DType, Element, Error, Layout, Reference, Result, View, ViewMut, bf16, f16,
 };
+use support::rng::Rng;
 use support::{down, gpu, up};
 
-/// SplitMix64 (Steele et al. 2014): values uniform in `[-1, 1)`.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
-        (0..n).map(|_| self.next() * scale).collect()
-    }
     fn below(&mut self, n: usize) -> usize {
         (((self.next() + 1.0) * 0.5 * n as f64) as usize).min(n.saturating_sub(1))
     }

@@ -27,24 +27,8 @@ use seqcore::portable::linear_memory::{FeatureMap, LinearMemorySpec, MemoryInput
 use seqcore::{
     Allocate, Backend, DType, Element, Error, Layout, Reference, View, ViewMut, bf16, f16,
 };
+use support::rng::Rng;
 use support::{down, gpu, up};
-
-/// SplitMix64: deterministic values in [-1, 1).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f64> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -147,8 +131,8 @@ fn round<T: Element>(x: &[f64]) -> Vec<f64> {
 fn data<T: Element>(c: &Case, ls: &Lays) -> Data {
     let [l, h, dk, _] = c.dims;
     let mut rng = Rng(c.seed);
-    let q = rng.vec(storage(&ls.q));
-    let mut k = rng.vec(storage(&ls.k));
+    let q = rng.vec(storage(&ls.q), 1.0);
+    let mut k = rng.vec(storage(&ls.k), 1.0);
     // Unit-norm key rows (as the conformance cases), through the layout (a broadcast row is
     // normalised again, harmlessly).
     for t in 0..l {
@@ -167,7 +151,7 @@ fn data<T: Element>(c: &Case, ls: &Lays) -> Data {
             }
         }
     }
-    let v = rng.vec(storage(&ls.v));
+    let v = rng.vec(storage(&ls.v), 1.0);
     // beta in (0, 1); with elu+1 keys (entries in (e^-1, 2)) the delta rule's step is scaled by
     // 1 / (2 Dk) so that `beta |phi(k)|^2 <= 2` (a non-expanding update).
     let bscale = if c.rule == MemoryRule::Delta && c.phi == FeatureMap::Elu1 {
@@ -176,12 +160,12 @@ fn data<T: Element>(c: &Case, ls: &Lays) -> Data {
         1.0
     };
     let beta: Vec<f64> = rng
-        .vec(storage(&ls.beta))
+        .vec(storage(&ls.beta), 1.0)
         .iter()
         .map(|x| (x + 1.0) / 2.0 * bscale)
         .collect();
     let g: Vec<f64> = rng
-        .vec(storage(&ls.g))
+        .vec(storage(&ls.g), 1.0)
         .iter()
         .map(|x| {
             if c.strong_decay {
@@ -191,7 +175,7 @@ fn data<T: Element>(c: &Case, ls: &Lays) -> Data {
             }
         })
         .collect();
-    let s0 = rng.vec(storage(&ls.s));
+    let s0 = rng.vec(storage(&ls.s), 1.0);
     Data {
         q: round::<T>(&q),
         k: round::<T>(&k),

@@ -21,6 +21,7 @@ mod support;
 use seq_accel_cuda::CudaBackend;
 use seqcore::portable::relative::{RelativeIndex, RelativeParams, workspace_len};
 use seqcore::{Allocate, Backend, DType, Element, Layout, Reference, View, ViewMut, bf16, f16};
+use support::rng::Rng;
 use support::{down, gpu, up};
 
 /// How a relative table is given.
@@ -62,19 +63,9 @@ struct Inputs {
     rb: Vec<f64>,
 }
 
-/// Deterministic values in [-1, 1) (SplitMix64).
+/// Deterministic values in `[-mag, mag)`.
 fn vals(n: usize, seed: u64, mag: f64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x1234_5678;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            ((z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * mag
-        })
-        .collect()
+    Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x1234_5678).vec(n, mag)
 }
 
 fn table_heads(c: &Case, t: Table) -> usize {

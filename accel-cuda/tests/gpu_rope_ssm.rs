@@ -39,28 +39,10 @@ use seqcore::portable::ssm::conv::conv_direct;
 use seqcore::{
     Allocate, Backend, DType, Element, Error, Layout, Reference, View, ViewMut, bf16, f16,
 };
+use support::rng::Rng;
 use support::{down, gpu, up};
 
 // ---- shared helpers ----
-
-/// SplitMix64: seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn unif(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * ((self.next() >> 11) as f64 / (1u64 << 53) as f64)
-    }
-    fn vec(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
-        (0..n).map(|_| self.unif(lo, hi)).collect()
-    }
-}
 
 fn cvt<T: Element>(v: &[f64]) -> Vec<T> {
     v.iter().map(|&x| T::from_f64(x)).collect()
@@ -198,7 +180,7 @@ fn inv_freq(pairs: usize) -> Vec<f64> {
 fn rope_memory(c: &RopeCase) -> (Vec<f64>, Vec<f64>) {
     let ((nx, _), (ny, _)) = rope_layouts(c);
     let mut rng = Rng(c.seed);
-    let mut x = rng.vec(nx, -2.0, 2.0);
+    let mut x = rng.vec_in(nx, -2.0, 2.0);
     if c.specials {
         let sp = [
             f64::NAN,
@@ -210,7 +192,7 @@ fn rope_memory(c: &RopeCase) -> (Vec<f64>, Vec<f64>) {
         ];
         for (k, v) in sp.iter().enumerate() {
             if nx > 0 {
-                let i = (rng.next() as usize + k) % nx;
+                let i = (rng.bits() as usize + k) % nx;
                 x[i] = *v;
             }
         }
@@ -599,7 +581,7 @@ fn unit(rng: &mut Rng) -> (f64, f64) {
 
 /// `[L, H]` memory and layout: dense, or stored `[H, L]` viewed transposed.
 fn lh(rng: &mut Rng, transposed: bool, l: usize, h: usize) -> (Vec<f64>, Layout) {
-    let m = rng.vec(l * h, -1.0, 1.0);
+    let m = rng.vec_in(l * h, -1.0, 1.0);
     let layout = if transposed {
         Layout::contiguous(&[h, l])
             .unwrap()
@@ -667,7 +649,10 @@ fn scan_data(k: &ScanCase) -> ScanData {
             Layout::contiguous(&[1]).unwrap().expand(&[k.h]).unwrap(),
         )
     } else {
-        (rng.vec(k.h, -1.0, 1.0), Layout::contiguous(&[k.h]).unwrap())
+        (
+            rng.vec_in(k.h, -1.0, 1.0),
+            Layout::contiguous(&[k.h]).unwrap(),
+        )
     };
     let mut u = lh(&mut rng, k.strided, k.l, k.h);
     if k.specials && k.l > 1 && k.h > 0 {
@@ -1175,7 +1160,7 @@ fn conv_data(c: &ConvCase) -> ConvData {
     let (h, l) = (c.h, c.l);
     let mut k = if c.strided {
         (
-            rng.vec(h * l, -1.0, 1.0),
+            rng.vec_in(h * l, -1.0, 1.0),
             Layout::contiguous(&[l, h])
                 .unwrap()
                 .transpose(0, 1)
@@ -1183,13 +1168,13 @@ fn conv_data(c: &ConvCase) -> ConvData {
         )
     } else {
         (
-            rng.vec(h * l, -1.0, 1.0),
+            rng.vec_in(h * l, -1.0, 1.0),
             Layout::contiguous(&[h, l]).unwrap(),
         )
     };
     let mut u = if c.strided {
         (
-            rng.vec(l, -1.0, 1.0),
+            rng.vec_in(l, -1.0, 1.0),
             Layout::contiguous(&[l, 1])
                 .unwrap()
                 .expand(&[l, h])
@@ -1197,11 +1182,11 @@ fn conv_data(c: &ConvCase) -> ConvData {
         )
     } else {
         (
-            rng.vec(l * h, -1.0, 1.0),
+            rng.vec_in(l * h, -1.0, 1.0),
             Layout::contiguous(&[l, h]).unwrap(),
         )
     };
-    let d = (rng.vec(h, -1.0, 1.0), Layout::contiguous(&[h]).unwrap());
+    let d = (rng.vec_in(h, -1.0, 1.0), Layout::contiguous(&[h]).unwrap());
     if c.specials && l > 1 && h > 0 {
         let o = u.1.offset() + u.1.strides()[0];
         u.0[o] = f64::NAN;

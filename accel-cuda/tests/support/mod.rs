@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 pub(crate) mod attention;
+pub(crate) mod rng;
 
 use std::sync::OnceLock;
 

@@ -48,18 +48,6 @@ fn host_copy<T: Scalar>(b: &CudaBackend, v: &View<'_, CudaBackend, T>) -> Result
     Ok(h)
 }
 
-/// An optional operand as the kernels take it: its address, its layout and a presence flag
-/// (zeros when absent).
-fn optional<T: Scalar>(
-    b: &CudaBackend,
-    v: Option<&View<'_, CudaBackend, T>>,
-) -> Result<(u64, Lay, i32)> {
-    match v {
-        Some(v) => Ok((v.mem().ptr(&b.stream), lay(v.layout())?, 1)),
-        None => Ok((0, Lay::default(), 0)),
-    }
-}
-
 /// Where a row's loss goes: the loss view (reduction none) or a device scratch of per-row f64
 /// values with room for one more (the mean weight).
 struct LossOut {
@@ -188,7 +176,7 @@ impl CudaBackend {
         let w_host = row_weight::<T::Acc>(cfg.reduction, rows).to_f64();
         let out = self.loss_out(cfg.reduction, loss.layout(), rows, count_on_device)?;
         let s = &self.stream;
-        let (mp, mr, has_mask) = optional(self, mask.as_ref())?;
+        let (mp, mr, has_mask) = self.optional(mask.as_ref())?;
         let nrows = i(rows)?;
         let wdev = if count_on_device {
             let wp = self.scratch_at(&out, rows)?;
@@ -302,8 +290,8 @@ impl CudaBackend {
         let out = self.loss_out(cfg.reduction, loss.layout(), rows, false)?;
         if rows > 0 {
             let s = &self.stream;
-            let (mp, mr, has_mask) = optional(self, mask.as_ref())?;
-            let (tlp, tl, has_tail) = optional(self, tail.as_ref())?;
+            let (mp, mr, has_mask) = self.optional(mask.as_ref())?;
+            let (tlp, tl, has_tail) = self.optional(tail.as_ref())?;
             let (vp, vr, vsi) = (values.mem().ptr(s), lay(&vrows)?, i(vs)?);
             let (ip, ir, isi) = (indices.mem().ptr(s), lay(&irows)?, i(is)?);
             let (sp, sr, ssi) = (student.mem().ptr(s), lay(&srows)?, i(ss)?);

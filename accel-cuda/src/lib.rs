@@ -248,6 +248,18 @@ impl CudaBackend {
         &self.stream
     }
 
+    /// An optional input operand as the kernels take it: its device address, its layout and a
+    /// presence flag (zeros when absent).
+    fn optional<T: Scalar>(
+        &self,
+        v: Option<&View<'_, Self, T>>,
+    ) -> Result<(u64, launch::Lay, i32)> {
+        match v {
+            Some(v) => Ok((v.mem().ptr(&self.stream), lay(v.layout())?, 1)),
+            None => Ok((0, launch::Lay::default(), 0)),
+        }
+    }
+
     /// Waits until everything enqueued so far has run.
     ///
     /// # Errors

@@ -108,10 +108,8 @@ impl CudaBackend {
         })?;
         let s = &self.stream;
         let table = |t: &Option<View<'_, Self, T>>| -> Result<(u64, Lay, i64)> {
-            Ok(match t {
-                Some(t) => (t.mem().ptr(s), lay(t.layout())?, 1),
-                None => (0, Lay::default(), 0),
-            })
+            let (p, l, has) = self.optional(t.as_ref())?;
+            Ok((p, l, i64::from(has)))
         };
         let (rkp, rkl, has_rk) = table(&rel_k)?;
         let (rvp, rvl, has_rv) = table(&rel_v)?;

@@ -89,10 +89,7 @@ impl CudaBackend {
         let s = &self.stream;
         let (zp, zl) = (log_z.mem().ptr(s), lay(log_z.layout())?);
         let (wp, wl) = (w.mem().ptr(s), lay(w.layout())?);
-        let (vp, vl, has_v) = match &v {
-            Some(v) => (v.mem().ptr(s), lay(v.layout())?, 1i32),
-            None => (0u64, Lay::default(), 0i32),
-        };
+        let (vp, vl, has_v) = self.optional(v.as_ref())?;
         let (km, kl) = k.parts();
         let kl = lay(kl)?;
         let kp = km.ptr(s);
@@ -135,10 +132,7 @@ impl CudaBackend {
         let s = &self.stream;
         let (kp, kl) = (k.mem().ptr(s), lay(k.layout())?);
         let (up, ul) = (u.mem().ptr(s), lay(u.layout())?);
-        let (dp, dl, has_d) = match &d {
-            Some(d) => (d.mem().ptr(s), lay(d.layout())?, 1i32),
-            None => (0u64, Lay::default(), 0i32),
-        };
+        let (dp, dl, has_d) = self.optional(d.as_ref())?;
         let (ym, yl) = y.parts();
         let yl = lay(yl)?;
         let yp = ym.ptr(s);

@@ -176,6 +176,29 @@ fn gemm<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, n: usize) {
     });
 }
 
+/// One causal attention call of `shape` (`[B, H, L, D]`, every operand contiguous).
+fn causal<T: Element>(
+    b: &CudaBackend,
+    q: &CudaMem<T>,
+    k: &CudaMem<T>,
+    v: &CudaMem<T>,
+    o: &mut CudaMem<T>,
+    ws: &mut CudaMem<T::Acc>,
+    shape: &[usize; 4],
+) {
+    b.attention(
+        &AttentionParams::causal(),
+        b.view(q, shape).unwrap(),
+        b.view(k, shape).unwrap(),
+        b.view(v, shape).unwrap(),
+        AttentionMasks::none(),
+        b.view_mut(o, shape).unwrap(),
+        None,
+        ws,
+    )
+    .unwrap();
+}
+
 /// Causal attention forward, B = 1, H = 16 (as the PyTorch SDPA comparison).
 fn attention<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, l: usize, d: usize) {
     let n = 16 * l * d;
@@ -183,22 +206,7 @@ fn attention<T: Element>(b: &CudaBackend, out: &mut Vec<Case>, l: usize, d: usiz
     let mut o = b.alloc::<T>(n).unwrap();
     let mut ws = b.alloc::<T::Acc>(0).unwrap();
     let shape = [1, 16, l, d];
-    let p = AttentionParams::causal();
-    let mut run = || {
-        time(b, || {
-            b.attention(
-                &p,
-                b.view(&q, &shape).unwrap(),
-                b.view(&k, &shape).unwrap(),
-                b.view(&v, &shape).unwrap(),
-                AttentionMasks::none(),
-                b.view_mut(&mut o, &shape).unwrap(),
-                None,
-                &mut ws,
-            )
-            .unwrap();
-        })
-    };
+    let mut run = || time(b, || causal(b, &q, &k, &v, &mut o, &mut ws, &shape));
     let s = run();
     // The same call with the weights rounded to T before `P V` (FlashAttention's precision).
     b.round_attention_weights(true);
@@ -236,17 +244,7 @@ fn self_check<T: Element>(b: &CudaBackend, l: usize, d: usize) {
     for tc in [true, false] {
         b.use_tensor_core_attention(tc);
         let mut o = b.alloc::<T>(n).unwrap();
-        b.attention(
-            &AttentionParams::causal(),
-            b.view(&q, &shape).unwrap(),
-            b.view(&k, &shape).unwrap(),
-            b.view(&v, &shape).unwrap(),
-            AttentionMasks::none(),
-            b.view_mut(&mut o, &shape).unwrap(),
-            None,
-            &mut ws,
-        )
-        .unwrap();
+        causal(b, &q, &k, &v, &mut o, &mut ws, &shape);
         let mut h = vec![T::default(); n];
         b.read(&o, &mut h).unwrap();
         outs.push(h);
